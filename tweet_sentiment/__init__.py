@@ -1,0 +1,1 @@
+"""Tweet sentiment: shared code for training, serving and monitoring."""

@@ -1,0 +1,32 @@
+"""Project-wide settings, read once from the environment with sensible local defaults."""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SEED = 42
+LABELS = ("negative", "positive")  # index = class id; the models output P(positive)
+EXPERIMENT = "tweet-sentiment"
+MODEL_FAMILIES = ("logreg", "lstm", "transformer")
+
+
+def _env_path(name: str, default: Path) -> Path:
+    return Path(os.environ.get(name, default)).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where data, tracking and artifacts live. Every field can be overridden by env."""
+
+    data_dir: Path = field(default_factory=lambda: _env_path("TWEETS_DATA_DIR", ROOT.parent / "shared" / "data"))
+    tracking_uri: str = field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
+    )
+    artifact_dir: Path = field(default_factory=lambda: _env_path("TWEETS_ARTIFACT_DIR", ROOT / "mlruns"))
+
+
+def settings() -> Settings:
+    """Current settings (re-read each call so tests can change the environment)."""
+    return Settings()

@@ -1,0 +1,124 @@
+"""Load tweet datasets as ``text``/``label`` frames (label 0 = negative, 1 = positive) and split them."""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from tweet_sentiment.config import SEED, settings
+
+log = logging.getLogger(__name__)
+
+LABEL_NAMES = {"0": 0, "negative": 0, "neg": 0, "1": 1, "positive": 1, "pos": 1}
+DATASETS = ("airline", "sentiment140")
+EXTERNAL_TEST_SETS = ("tweeteval", "sentiment140_manual")
+
+
+class DataError(ValueError):
+    """The data cannot be used as given; the message says why and where."""
+
+
+@dataclass(frozen=True)
+class Split:
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def _frame(texts: pd.Series, labels: pd.Series, source: str) -> pd.DataFrame:
+    """Normalise labels to 0/1 and drop empty texts, raising DataError on anything unknown."""
+    names = labels.astype(str).str.strip().str.lower()
+    unknown = sorted(set(names[~names.isin(LABEL_NAMES)]))
+    if unknown:
+        raise DataError(f"{source}: unknown labels {unknown[:5]}; expected one of {sorted(LABEL_NAMES)}")
+    frame = pd.DataFrame({"text": texts.fillna("").astype(str).str.strip(), "label": names.map(LABEL_NAMES)})
+    empty = frame["text"] == ""
+    if empty.any():
+        log.warning("%s: dropping %d rows with empty text", source, int(empty.sum()))
+        frame = frame[~empty]
+    if frame.empty:
+        raise DataError(f"{source}: no rows with text")
+    return frame.reset_index(drop=True)
+
+
+def _read_csv(path: Path, columns: list[str], **kwargs) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        frame = pd.read_csv(path, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    return frame
+
+
+def load_csv(path: str | Path) -> pd.DataFrame:
+    """A user CSV with ``text`` and ``label`` columns (labels 0/1 or negative/positive)."""
+    path = Path(path)
+    frame = _read_csv(path, ["text", "label"])
+    return _frame(frame["text"], frame["label"], str(path))
+
+
+def load_airline(path: Path | None = None) -> pd.DataFrame:
+    """Twitter US Airline Sentiment, neutral tweets dropped."""
+    path = path or settings().data_dir / "airline" / "tweets.csv"
+    frame = _read_csv(path, ["text", "airline_sentiment"])
+    frame = frame[frame["airline_sentiment"] != "neutral"]
+    return _frame(frame["text"], frame["airline_sentiment"], str(path))
+
+
+def _lines(path: Path) -> list[str]:
+    # Split on "\n" only: some tweets hold Unicode line separators that splitlines() would break.
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    return [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def load_sentiment140(folder: Path | None = None) -> pd.DataFrame:
+    """The Sentiment140 100k sample (labels from emoticons, so noisy)."""
+    folder = folder or settings().data_dir / "sentiment140_100k"
+    pos, neg = _lines(folder / "positive.txt"), _lines(folder / "negative.txt")
+    return _frame(pd.Series(pos + neg), pd.Series([1] * len(pos) + [0] * len(neg)), str(folder))
+
+
+def subsample(frame: pd.DataFrame, size: int | None, seed: int = SEED) -> pd.DataFrame:
+    """A stratified sample of ``size`` rows (the whole frame when size is None or larger)."""
+    if not size or size >= len(frame):
+        return frame
+    sample, _ = train_test_split(frame, train_size=size, stratify=frame["label"], random_state=seed)
+    return sample.reset_index(drop=True)
+
+
+def load_dataset(name: str, sample: int | None = None) -> pd.DataFrame:
+    """A training set by name (``airline``, ``sentiment140``) or CSV path, optionally a stratified sample."""
+    loaders = {"airline": load_airline, "sentiment140": load_sentiment140}
+    return subsample(loaders[name]() if name in loaders else load_csv(name), sample)
+
+
+def split(frame: pd.DataFrame, val: float = 0.1, test: float = 0.1, seed: int = SEED) -> Split:
+    """Stratified train/validation/test split with a fixed seed."""
+    if frame["label"].nunique() < 2:
+        raise DataError("need both positive and negative tweets to train")
+    rest, test_frame = train_test_split(frame, test_size=test, stratify=frame["label"], random_state=seed)
+    train, val_frame = train_test_split(rest, test_size=val / (1 - test), stratify=rest["label"], random_state=seed)
+    return Split(*(f.reset_index(drop=True) for f in (train, val_frame, test_frame)))
+
+
+def load_external(name: str) -> pd.DataFrame:
+    """An external test set, binary (neutral dropped). Evaluate on it; never train or tune on it."""
+    root = settings().data_dir
+    if name == "tweeteval":
+        folder = root / "tweeteval_sentiment"
+        frame = pd.DataFrame({"text": _lines(folder / "test_text.txt"), "label": _lines(folder / "test_labels.txt")})
+        frame = frame[frame["label"].str.strip() != "1"]
+        return _frame(frame["text"], frame["label"].str.strip().map({"0": 0, "2": 1}), str(folder))
+    if name == "sentiment140_manual":
+        path = root / "sentiment140_manual_test" / "testdata.manual.2009.06.14.csv"
+        frame = pd.read_csv(path, header=None, names=["label", "text"])
+        frame = frame[frame["label"] != 2]
+        return _frame(frame["text"], frame["label"].map({0: 0, 4: 1}), str(path))
+    raise DataError(f"unknown external test set {name!r}; expected one of {EXTERNAL_TEST_SETS}")

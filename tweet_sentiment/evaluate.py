@@ -1,0 +1,65 @@
+"""One evaluation for every model: the metrics, confusion matrices and latency we log."""
+
+import time
+from collections.abc import Callable
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    roc_auc_score,
+)
+
+from tweet_sentiment.config import LABELS
+
+PredictFn = Callable[[list[str]], list[float]]
+
+
+def scores(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, F1 (positive class), ROC AUC and specificity (recall on negative tweets)."""
+    predicted = (probs >= threshold).astype(int)
+    tn, fp, _, _ = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    return {
+        "accuracy": accuracy_score(labels, predicted),
+        "f1": f1_score(labels, predicted, zero_division=0),
+        "roc_auc": roc_auc_score(labels, probs) if len(set(labels)) == 2 else float("nan"),
+        "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+    }
+
+
+def confusion_figure(labels: np.ndarray, probs: np.ndarray, title: str) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ConfusionMatrixDisplay.from_predictions(
+        labels, (probs >= 0.5).astype(int), display_labels=LABELS, ax=ax, colorbar=False
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def latency_ms(predict: PredictFn, texts: list[str], batch_size: int = 256, singles: int = 50) -> dict[str, float]:
+    """Per-tweet inference time: amortised over batches, and one tweet at a time (median)."""
+    predict(texts[:1])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        predict(texts[i : i + batch_size])
+    batched = (time.perf_counter() - start) / len(texts)
+    single = []
+    for text in texts[:singles]:
+        start = time.perf_counter()
+        predict([text])
+        single.append(time.perf_counter() - start)
+    return {"ms_per_tweet_batched": batched * 1e3, "ms_per_tweet_single": float(np.median(single)) * 1e3}
+
+
+def evaluate(predict: PredictFn, sets: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Scores on each named set, as ``{set}_{metric}``, and the probabilities per set."""
+    metrics, probs = {}, {}
+    for name, frame in sets.items():
+        probs[name] = np.asarray(predict(frame["text"].tolist()))
+        metrics |= {f"{name}_{k}": v for k, v in scores(frame["label"].to_numpy(), probs[name]).items()}
+    return metrics, probs

@@ -1,0 +1,7 @@
+"""Entry point for MLflow's models-from-code logging: no pickled class, just this file."""
+
+import mlflow
+
+from tweet_sentiment.predict import TweetSentimentModel
+
+mlflow.models.set_model(TweetSentimentModel())
