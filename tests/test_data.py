@@ -1,0 +1,67 @@
+import re
+
+import pandas as pd
+import pytest
+
+from tweet_sentiment import data
+
+
+def test_airline_drops_neutral_and_maps_labels():
+    frame = data.load_airline()
+    assert len(frame) == 11_541  # 9,178 negative + 2,363 positive
+    assert frame["label"].sum() == 2_363
+    assert list(frame.columns) == ["text", "label"]
+
+
+def test_sentiment140_is_balanced_and_keeps_unicode_line_separators():
+    frame = data.load_sentiment140()
+    assert len(frame) == 100_000
+    assert frame["label"].mean() == 0.5
+
+
+@pytest.mark.parametrize(("name", "rows"), [("tweeteval", 6_347), ("sentiment140_manual", 359)])
+def test_external_sets_are_binary(name, rows):
+    frame = data.load_external(name)
+    assert len(frame) == rows
+    assert set(frame["label"]) == {0, 1}
+
+
+def test_split_is_stratified_disjoint_and_reproducible():
+    frame = data.load_dataset("airline", sample=2_000)
+    first, second = data.split(frame), data.split(frame)
+    assert first.test.equals(second.test)
+    assert len(first.train) + len(first.val) + len(first.test) == 2_000
+    together = pd.concat([first.train, first.val, first.test]).sort_values(["text", "label"], ignore_index=True)
+    assert together.equals(frame.sort_values(["text", "label"], ignore_index=True))  # a partition: nothing lost
+    for part in (first.train, first.val, first.test):
+        assert abs(part["label"].mean() - frame["label"].mean()) < 0.02
+
+
+def test_user_csv_accepts_names_and_numbers(tmp_path):
+    path = tmp_path / "mine.csv"
+    pd.DataFrame({"text": ["good", "bad", "fine", "  "], "label": ["Positive", "neg", 1, 0]}).to_csv(path, index=False)
+    frame = data.load_dataset(str(path))
+    assert frame.to_dict("list") == {"text": ["good", "bad", "fine"], "label": [1, 0, 1]}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("text,sentiment\nhello,1\n", "missing column(s) ['label']"),
+        ("", "the file is empty"),
+        ("text,label\nhello,maybe\n", "unknown labels ['maybe']"),
+        ("text,label\n,1\n", "no rows with text"),
+    ],
+)
+def test_bad_csv_gives_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(data.DataError, match=re.escape(message)):
+        data.load_csv(path)
+
+
+def test_missing_file_and_single_class_are_errors(tmp_path):
+    with pytest.raises(data.DataError, match="file not found"):
+        data.load_csv(tmp_path / "nope.csv")
+    with pytest.raises(data.DataError, match="both positive and negative"):
+        data.split(pd.DataFrame({"text": ["a", "b", "c"], "label": [1, 1, 1]}))

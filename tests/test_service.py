@@ -1,0 +1,159 @@
+"""The service at the three levels BentoML recommends: the class, HTTP through ASGI, a real server."""
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import bentoml
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from tweet_sentiment.config import ROOT
+from tweet_sentiment.serving import running_server
+
+TWEET = "@SouthwestAir best crew ever, thank you!"
+
+
+@pytest.fixture(scope="module")
+def service_module(trained):
+    import service  # resolves the default tag, tweet-lstm:latest, in the test store
+
+    return service
+
+
+@pytest.fixture(scope="module")
+def http(service_module):
+    with TestClient(service_module.TweetSentiment.to_asgi()) as client:
+        yield client
+
+
+# 1. The service class, called directly.
+
+
+def test_class_predicts_one_and_many(service_module, trained):
+    svc = service_module.TweetSentiment()
+    one = svc.predict(TWEET)
+    assert one.model == trained["lstm"].bento_tag
+    assert one.label == ("positive" if one.prob_positive >= 0.5 else "negative")
+    many = svc.predict_batch([TWEET, "lost my luggage, again"])
+    assert many[0].prob_positive == pytest.approx(one.prob_positive, abs=1e-5)
+    assert svc.__is_ready__()
+
+
+# 2. HTTP through the ASGI app.
+
+
+def test_http_predict_and_batch(http, trained):
+    one = http.post("/predict", json={"tweet": TWEET})
+    assert one.status_code == 200
+    assert one.json()["model"] == trained["lstm"].bento_tag
+    batch = http.post("/predict_batch", json={"tweets": [TWEET, "delayed 5 hours 😡"]})
+    assert batch.status_code == 200
+    assert len(batch.json()) == 2
+    assert batch.json()[0]["prob_positive"] == pytest.approx(one.json()["prob_positive"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/predict", {}, "missing"),
+        ("/predict", {"tweet": ""}, "string_too_short"),
+        ("/predict", {"tweet": " \t\n "}, "string_too_short"),
+        ("/predict", {"tweet": 42}, "string_type"),
+        ("/predict", {"tweet": None}, "string_type"),
+        ("/predict", {"tweet": "x" * 1001}, "string_too_long"),
+        ("/predict", {"tweet": "null\x00byte"}, "string_pattern_mismatch"),
+        ("/predict_batch", {"tweets": []}, "too_short"),
+        ("/predict_batch", {"tweets": ["ok"] * 257}, "too_long"),
+        ("/predict_batch", {"tweets": ["ok", ""]}, "string_too_short"),
+        ("/predict_batch", {"tweets": "not a list"}, "list_type"),
+    ],
+)
+def test_bad_input_is_a_clear_400(http, path, body, error):
+    response = http.post(path, json=body)
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["type"] == error
+
+
+def test_invalid_json_is_a_400(http):
+    response = http.post("/predict", content=b'{"tweet": ', headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+@pytest.mark.parametrize(
+    "tweet", ["😀😀😀", "\u202eright-to-left\u200b", "ｆｕｌｌｗｉｄｔｈ", "...", "#️⃣ 🇺🇸", "Ünïcödé ñ"]
+)
+def test_odd_unicode_and_emoji_get_a_prediction(http, tweet):
+    response = http.post("/predict", json={"tweet": tweet})
+    assert response.status_code == 200
+    assert 0.0 <= response.json()["prob_positive"] <= 1.0
+
+
+def test_health_and_custom_metrics(http, trained):
+    assert http.get("/livez").status_code == 200
+    assert http.get("/readyz").status_code == 200
+    http.post("/predict", json={"tweet": TWEET})
+    metrics = http.get("/metrics").text
+    assert f'model="{trained["lstm"].bento_tag}"' in metrics
+    assert "tweet_predictions_total{" in metrics
+
+
+def test_openapi_shows_examples(http):
+    spec = http.get("/docs.json").json()
+    schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["tweet"]
+    assert schema["properties"]["tweet"]["example"].startswith("@united")
+
+
+# 3. A real `bentoml serve` subprocess.
+
+
+@pytest.mark.parametrize("family", ["logreg", "lstm", "transformer"])
+def test_real_server_serves_any_family_by_tag(trained, family):
+    tag = trained[family].bento_tag
+    with running_server(f"model_tag={tag}") as url, bentoml.SyncHTTPClient(url) as client:
+        one = client.predict(tweet=TWEET)
+        assert one["model"] == tag
+        many = client.predict_batch(tweets=[TWEET, "worst flight of my life"])
+        assert [p["model"] for p in many] == [tag, tag]
+
+
+def test_real_server_sheds_overload_with_503_and_recovers(trained):
+    with running_server("max_concurrency=2") as url:
+        body = {"tweets": ["the flight was late and the crew was rude"] * 256}
+
+        def post(_):
+            return httpx.post(f"{url}/predict_batch", json=body, timeout=60).status_code
+
+        with ThreadPoolExecutor(24) as pool:
+            codes = list(pool.map(post, range(48)))
+        assert 503 in codes and 200 in codes
+        assert set(codes) <= {200, 503}
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        assert httpx.post(f"{url}/predict", json={"tweet": TWEET}).status_code == 200
+
+
+def test_unknown_tag_fails_at_start_naming_it_and_the_store(trained):
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            "service:TweetSentiment",
+            "--arg",
+            "model_tag=tweet-nope:v1",
+            "--port",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode != 0
+    output = cli.stdout + cli.stderr
+    assert "tweet-nope:v1" in output
+    assert trained["logreg"].bento_tag in output

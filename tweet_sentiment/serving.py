@@ -1,0 +1,95 @@
+"""Serving helpers kept out of service.py so it reads at a glance, and a way to run the server."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tweet_sentiment.config import ROOT
+
+HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+
+class LoadShedding:
+    """ASGI middleware: past ``max_concurrency`` requests in flight, answer 503 with Retry-After at once.
+
+    Shedding early keeps latency bounded for the requests that are admitted, and the server recovers
+    as soon as load drops. Health and metrics paths are never shed, so probes keep working.
+    (BentoML's own ``traffic.max_concurrency`` answers 429, which tells clients they did wrong.)
+    """
+
+    def __init__(self, app, max_concurrency: int) -> None:
+        self.app = app
+        self.max_concurrency = max_concurrency
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.max_concurrency:
+            body = json.dumps({"error": "server overloaded, retry later"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            return await send({"type": "http.response.body", "body": body})
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def running_server(
+    *bento_args: str, target: str = "service:TweetSentiment", timeout: float = 180, env: dict | None = None
+) -> Iterator[str]:
+    """Run ``bentoml serve TARGET --arg ...`` on a free local port; yield its URL once /readyz says 200.
+
+    ``bento_args`` are ``key=value`` strings. Raises RuntimeError with the server's log if it dies
+    or is not ready in time. The server is stopped on exit.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
+    for arg in bento_args:
+        command += ["--arg", arg]
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while not _ready(url):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    state = f"exited with {process.returncode}" if process.poll() is not None else "not ready"
+                    raise RuntimeError(f"`{' '.join(command)}` {state}:\n{log.read()[-5000:]}")
+                time.sleep(0.5)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
