@@ -1,0 +1,50 @@
+# The two commands of the README:  `make serve`  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MODEL_TAG ?= tweet-lstm:latest
+PORT ?= 3000
+
+.PHONY: install serve test test-slow train results lint bench bench-smoke streamlit clean
+
+$(VENV)/.installed: requirements.txt requirements-serve.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+## Serve the default model (the LSTM), training it first if the BentoML store has none.
+serve: install
+	$(PY) -m bentoml models get $(MODEL_TAG) >/dev/null 2>&1 || $(PY) -m train.lstm
+	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
+
+## The test suite (tiny models, < 15 min on 2 cores). `make test-slow` adds the long checks.
+test: install
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+## Train all three models on the full airline set, then regenerate the README's results table.
+train: install
+	$(PY) -m train
+	$(PY) -m train.report
+
+results: install
+	$(PY) -m train.report
+
+lint: install
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+bench: install
+	$(PY) -m benchmarks.run
+
+bench-smoke: install
+	$(PY) -m benchmarks.run --smoke
+
+streamlit: install
+	$(VENV)/bin/streamlit run streamlit_app.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
