@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import bentoml
+from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, StringConstraints
 
 from tweet_sentiment.config import LABELS
@@ -25,6 +26,7 @@ class ServiceArgs(BaseModel):
     model_tag: str = "tweet-lstm:latest"
     batching: bool = True
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
+    access_log: bool = False  # one line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
 
 
 args = bentoml.use_arguments(ServiceArgs)
@@ -50,6 +52,10 @@ class Prediction(BaseModel):
     model: str = Field(description="Tag of the model that answered")
 
 
+# Declaring the content type matters for speed: without it BentoML rebuilds the JSON schema of a
+# list output on every response to find its MIME type (20% of the server's CPU under load).
+Predictions = Annotated[list[Prediction], ContentType("application/json")]
+
 predictions_total = bentoml.metrics.Counter(
     name="tweet_predictions_total",
     documentation="Predictions served, by predicted label and model tag",
@@ -66,6 +72,7 @@ predictions_total = bentoml.metrics.Counter(
 @bentoml.service(
     traffic={"timeout": 30},
     metrics={"enabled": True},
+    logging={"access": {"enabled": args.access_log}},
 )
 class TweetSentiment:
     bento_model = bentoml.models.BentoModel(str(resolve_model(args.model_tag).tag))
@@ -73,7 +80,9 @@ class TweetSentiment:
     def __init__(self) -> None:
         self.model = bentoml.mlflow.load_model(self.bento_model)
         self.tag = str(self.bento_model.tag)
-        self.ready = bool(self.model.predict(EXAMPLE_TWEETS))  # warm-up: ready only once it has answered
+        # Warm-up before /readyz says yes. Keras traces a new graph for each of the first two batch
+        # shapes it sees (~1 s each here): paid now, no early request waits behind it, or gets shed.
+        self.ready = all(len(self.model.predict(EXAMPLE_TWEETS[:n])) == n for n in (1, 2))
 
     def __is_ready__(self) -> bool:
         return self.ready
@@ -92,7 +101,7 @@ class TweetSentiment:
         return self._predict([tweet])[0]
 
     @bentoml.api(batchable=args.batching, max_batch_size=64, max_latency_ms=1000)
-    def predict_batch(self, tweets: Tweets) -> list[Prediction]:
+    def predict_batch(self, tweets: Tweets) -> Predictions:
         """Sentiment of a list of tweets; concurrent requests are merged into one model call."""
         return self._predict(tweets)
 

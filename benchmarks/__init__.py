@@ -1,0 +1,1 @@
+"""Load tests: locust users, an echo reference service, and the runner that writes the report."""

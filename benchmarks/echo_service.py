@@ -1,0 +1,29 @@
+"""Reference point: the tweet service's batch API with no model behind it (returns a constant).
+
+bentoml serve benchmarks.echo_service:Echo --arg max_latency_ms=50
+"""
+
+import bentoml
+from pydantic import BaseModel
+
+
+class EchoArgs(BaseModel):
+    batching: bool = True
+    max_batch_size: int = 64
+    max_latency_ms: int = 1000
+    access_log: bool = False  # as the tweet service, so both are served the same way
+
+
+args = bentoml.use_arguments(EchoArgs)
+ANSWER = {"label": "positive", "prob_positive": 1.0, "model": "echo"}
+
+
+@bentoml.service(traffic={"timeout": 30}, logging={"access": {"enabled": args.access_log}})
+class Echo:
+    @bentoml.api
+    def predict(self, tweet: str) -> dict:
+        return ANSWER
+
+    @bentoml.api(batchable=args.batching, max_batch_size=args.max_batch_size, max_latency_ms=args.max_latency_ms)
+    def predict_batch(self, tweets: list[str]) -> list[dict]:
+        return [ANSWER] * len(tweets)

@@ -1,0 +1,51 @@
+"""Locust users for the tweet service (and the echo reference, which has the same API).
+
+    locust -f benchmarks/locustfile.py --headless -u 32 -r 32 -t 30s --host http://127.0.0.1:3000 OneTweet
+
+Tweets are real airline tweets, of every length; users send requests back to back (no think time),
+so ``-u`` is the concurrency. FastHttpUser (geventhttpclient) costs a fraction of the CPU of the
+default HttpUser, which matters when locust shares the 2 cores with the server it measures.
+"""
+
+import random
+
+from locust import FastHttpUser, constant, task
+
+from tweet_sentiment.data import load_airline
+
+TWEETS = load_airline()["text"].tolist()
+
+
+class TweetUser(FastHttpUser):
+    abstract = True
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.random = random.Random(hash(self) % 1000)
+
+    def tweets(self, n: int) -> list[str]:
+        return self.random.sample(TWEETS, n)
+
+
+class OneTweet(TweetUser):
+    """Single-tweet requests to the batch endpoint: the server's adaptive batching merges them."""
+
+    @task
+    def predict_batch(self) -> None:
+        self.client.post("/predict_batch", json={"tweets": self.tweets(1)}, name="predict_batch[1]")
+
+
+class ManyTweets(TweetUser):
+    """Requests of 32 tweets each, as a client that batches on its own side."""
+
+    @task
+    def predict_batch(self) -> None:
+        self.client.post("/predict_batch", json={"tweets": self.tweets(32)}, name="predict_batch[32]")
+
+
+class Predict(TweetUser):
+    """The one-tweet endpoint (`{"tweet": ...}`), never batched."""
+
+    @task
+    def predict(self) -> None:
+        self.client.post("/predict", json={"tweet": self.tweets(1)[0]}, name="predict")
