@@ -49,6 +49,20 @@ def setup_mlflow() -> None:
     mlflow.set_experiment(EXPERIMENT)
 
 
+def log_model(family: str, folder: Path, name: str) -> mlflow.models.model.ModelInfo:
+    """Log the saved model in ``folder`` as the shared pyfunc (raw tweets in) and register it as ``name``."""
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=PACKAGE_DIR / "mlflow_model.py",
+        artifacts={"model": str(folder)},
+        model_config={"family": family},
+        code_paths=[str(PACKAGE_DIR)],
+        input_example=EXAMPLE_TWEETS,
+        pip_requirements=[f"{p}=={version(p)}" for p in ["mlflow", "numpy", "pandas", *REQUIREMENTS[family]]],
+        registered_model_name=name,
+    )
+
+
 def _log_curves(curves: Curves) -> None:
     for key, values in curves.items():
         for step, value in enumerate(values):
@@ -99,16 +113,7 @@ def run(
         curves = fit(parts, config, folder)
         mlflow.log_metric("train_seconds", time.perf_counter() - start)
         _log_curves(curves)
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=PACKAGE_DIR / "mlflow_model.py",
-            artifacts={"model": str(folder)},
-            model_config={"family": family},
-            code_paths=[str(PACKAGE_DIR)],
-            input_example=EXAMPLE_TWEETS,
-            pip_requirements=[f"{p}=={version(p)}" for p in ["mlflow", "numpy", "pandas", *REQUIREMENTS[family]]],
-            registered_model_name=name,
-        )
+        info = log_model(family, folder, name)
         # Evaluate the logged model, exactly what will be served, not the in-memory one.
         model = mlflow.pyfunc.load_model(info.model_uri)
         metrics, probs = evaluate.evaluate(model.predict, sets)

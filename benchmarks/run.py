@@ -1,0 +1,355 @@
+"""Load-test every serving configuration with locust and write benchmarks/results/REPORT.md with plots.
+
+    python -m benchmarks.run             # full run, ~20 min on 2 cores
+    python -m benchmarks.run --smoke     # a few seconds per configuration (run by the test suite)
+
+Each configuration is a real `bentoml serve` on a free local port; locust runs headless against it
+for a fixed user count and duration (`--csv`), then the server is stopped.
+"""
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import bentoml
+import matplotlib.pyplot as plt
+
+from tweet_sentiment.config import ROOT
+from tweet_sentiment.data import load_airline
+from tweet_sentiment.report import update_readme
+from tweet_sentiment.serving import running_server
+
+RESULTS = ROOT / "benchmarks" / "results"
+TWEET_SERVICE = "service:TweetSentiment"
+ECHO_SERVICE = "benchmarks.echo_service:Echo"
+
+
+@dataclass(frozen=True)
+class Server:
+    """One `bentoml serve` configuration and the loads (user class, users) run against it."""
+
+    name: str
+    target: str
+    args: tuple[str, ...]
+    loads: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Result:
+    server: str
+    user: str
+    users: int
+    requests: int
+    failures: int
+    rps: float
+    p50: float
+    p95: float
+    p99: float
+    tweets_per_request: int
+
+
+def plan(tags: dict[str, str], smoke: bool) -> list[Server]:
+    """The configurations to measure. Loads are (locust user class, concurrent users)."""
+    if smoke:
+        return [
+            Server("echo", ECHO_SERVICE, (), (("OneTweet", 4),)),
+            Server("logreg batched", TWEET_SERVICE, (f"model_tag={tags['logreg']}",), (("OneTweet", 4),)),
+            Server("lstm batched", TWEET_SERVICE, (f"model_tag={tags['lstm']}",), (("OneTweet", 4),)),
+        ]
+    curve = (("OneTweet", 1), ("OneTweet", 4), ("OneTweet", 10), ("OneTweet", 32), ("OneTweet", 64))
+    servers = [
+        Server("echo", ECHO_SERVICE, (), curve),
+        Server("echo, max_latency_ms=50", ECHO_SERVICE, ("max_latency_ms=50",), (("OneTweet", 10), ("OneTweet", 50))),
+        Server("lstm batched", TWEET_SERVICE, (f"model_tag={tags['lstm']}",), (*curve, ("ManyTweets", 4))),
+        Server(
+            "lstm unbatched",
+            TWEET_SERVICE,
+            (f"model_tag={tags['lstm']}", "batching=false"),
+            (("OneTweet", 10), ("OneTweet", 64)),
+        ),
+        Server(
+            "distilbert batched",
+            TWEET_SERVICE,
+            (f"model_tag={tags['distilbert']}",),
+            (("OneTweet", 1), ("OneTweet", 4), ("OneTweet", 10), ("OneTweet", 32)),
+        ),
+        Server(
+            "distilbert unbatched",
+            TWEET_SERVICE,
+            (f"model_tag={tags['distilbert']}", "batching=false"),
+            (("OneTweet", 10),),
+        ),
+        Server("logreg batched", TWEET_SERVICE, (f"model_tag={tags['logreg']}",), (("OneTweet", 10),)),
+    ]
+    if tags.get("minilm"):
+        servers.append(
+            Server("minilm (fine-tuned) batched", TWEET_SERVICE, (f"model_tag={tags['minilm']}",), (("OneTweet", 10),))
+        )
+    return servers
+
+
+def run_locust(url: str, user: str, users: int, seconds: int, prefix: Path) -> dict[str, float]:
+    """Run locust headless against url; return the aggregated row of its stats CSV."""
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            "benchmarks/locustfile.py",
+            "--headless",
+            "--only-summary",
+            "-u",
+            str(users),
+            "-r",
+            str(users),
+            "-t",
+            f"{seconds}s",
+            "--host",
+            url,
+            "--csv",
+            str(prefix),
+            user,
+        ],
+        cwd=ROOT,
+        check=False,
+        capture_output=True,
+        timeout=seconds + 120,
+    )
+    with open(f"{prefix}_stats.csv") as stats:
+        row = next(r for r in csv.DictReader(stats) if r["Name"] == "Aggregated")
+    return {
+        "requests": int(row["Request Count"]),
+        "failures": int(row["Failure Count"]),
+        "rps": float(row["Requests/s"]),
+        "p50": float(row["50%"]),
+        "p95": float(row["95%"]),
+        "p99": float(row["99%"]),
+    }
+
+
+def measure(servers: list[Server], seconds: int, raw: Path) -> list[Result]:
+    results = []
+    for server in servers:
+        print(f"== {server.name}: bentoml serve {server.target} {' '.join(server.args)}", flush=True)
+        with running_server(*server.args, target=server.target) as url:
+            for user, users in server.loads:
+                prefix = raw / f"{server.name}-{user}-{users}".replace(" ", "_").replace(",", "").replace("=", "")
+                stats = run_locust(url, user, users, seconds, prefix)
+                result = Result(server.name, user, users, tweets_per_request=32 if user == "ManyTweets" else 1, **stats)
+                print(
+                    f"   {user} x{users}: {result.rps:7.1f} req/s  p50 {result.p50:g}  p95 {result.p95:g}  "
+                    f"p99 {result.p99:g} ms  failures {result.failures}/{result.requests}",
+                    flush=True,
+                )
+                results.append(result)
+    return results
+
+
+def model_only(tag: str, seconds: float) -> dict[str, float]:
+    """Tweets/s of the model itself, no HTTP: one tweet per call, and 64 per call."""
+    model = bentoml.mlflow.load_model(tag)
+    tweets = load_airline()["text"].tolist()
+    rates = {}
+    for size in (1, 64):
+        model.predict(tweets[:size])
+        model.predict(tweets[size : 2 * size])  # Keras traces the first two batch shapes
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            model.predict(tweets[done % 10_000 : done % 10_000 + size])
+            done += size
+        rates[f"batch_{size}"] = done / (time.perf_counter() - start)
+    return rates
+
+
+def find(results: list[Result], server: str, users: int, user: str = "OneTweet") -> Result | None:
+    return next((r for r in results if r.server == server and r.users == users and r.user == user), None)
+
+
+def plot(results: list[Result], out: Path) -> list[str]:
+    """Latency and throughput at 10 users, and latency against load; returns the file names."""
+    at10 = [r for r in results if r.users == 10 and r.user == "OneTweet"] or results
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    names = [r.server for r in at10]
+    for offset, key in ((-0.27, "p50"), (0, "p95"), (0.27, "p99")):
+        left.bar([i + offset for i in range(len(at10))], [getattr(r, key) for r in at10], 0.27, label=key)
+    left.set(yscale="log", ylabel="latency (ms)", title=f"Latency, single-tweet requests, {at10[0].users} users")
+    right.bar(range(len(at10)), [r.rps for r in at10], color="tab:green")
+    right.set(ylabel="requests/s", title="Throughput at the same load")
+    for axis in (left, right):
+        axis.set_xticks(range(len(at10)), names, rotation=30, ha="right")
+    left.legend()
+    fig.tight_layout()
+    fig.savefig(out / "latency_throughput.png", dpi=110)
+    plt.close(fig)
+
+    fig, axis = plt.subplots(figsize=(7, 4.5))
+    for server in ("echo", "lstm batched", "distilbert batched"):
+        curve = sorted((r.users, r.p50, r.p99) for r in results if r.server == server and r.user == "OneTweet")
+        if len(curve) > 1:
+            users, p50, p99 = zip(*curve, strict=True)
+            (line,) = axis.plot(users, p99, marker="o", label=f"{server} p99")
+            axis.plot(users, p50, marker=".", linestyle="--", color=line.get_color(), label=f"{server} p50")
+    axis.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent users",
+        ylabel="latency (ms)",
+        title="Latency against load (single-tweet requests)",
+    )
+    if axis.lines:
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "latency_vs_load.png", dpi=110)
+    plt.close(fig)
+    return ["latency_throughput.png", "latency_vs_load.png"]
+
+
+def ratio(a: Result | None, b: Result | None, key: str) -> float | None:
+    return getattr(a, key) / getattr(b, key) if a and b and getattr(b, key) else None
+
+
+def checks(results: list[Result], model_rates: dict[str, float]) -> list[tuple[str, str, bool | None]]:
+    """The targets of the issues, as (what, measured, met)."""
+    echo10, lstm10, lstm64 = (
+        find(results, "echo", 10),
+        find(results, "lstm batched", 10),
+        find(results, "lstm batched", 64),
+    )
+    unbatched64, bert10 = find(results, "lstm unbatched", 64), find(results, "distilbert batched", 10)
+    rows = []
+
+    def row(what: str, value: float | None, fmt: str, met: bool | None) -> None:
+        rows.append((what, "n/a" if value is None else fmt.format(value), None if value is None else met))
+
+    value = ratio(lstm10, echo10, "rps")
+    row("LSTM batched / echo throughput, 10 users (>= 0.70)", value, "{:.2f}", value is not None and value >= 0.7)
+    row("LSTM batched errors at 10 users (0)", lstm10 and lstm10.failures, "{:d}", bool(lstm10) and not lstm10.failures)
+    row("LSTM batched p99 at 10 users (< 100 ms)", lstm10 and lstm10.p99, "{:g} ms", bool(lstm10) and lstm10.p99 < 100)
+    value = ratio(lstm64, unbatched64, "rps")
+    row("LSTM batched / unbatched throughput, 64 users (>= 3)", value, "{:.2f}", value is not None and value >= 3)
+    value = ratio(bert10, lstm10, "p99")
+    row("DistilBERT p99 / LSTM p99, 10 users (>= 10)", value, "{:.1f}", value is not None and value >= 10)
+    value = lstm10.rps / model_rates["batch_1"] if lstm10 and model_rates else None
+    row(
+        "served LSTM / model-only (1 tweet per call) throughput (>= 0.30)",
+        value,
+        "{:.2f}",
+        value is not None and value >= 0.3,
+    )
+    shed = [r for r in results if r.server == "echo" and r.failures] + [
+        r for r in results if r.server.startswith(("lstm", "logreg", "distilbert", "minilm")) and r.failures
+    ]
+    row("requests shed by our settings below saturation (0)", sum(r.failures for r in shed), "{:d}", not shed)
+    return rows
+
+
+def report(results: list[Result], model_rates: dict[str, float], tags: dict[str, str], seconds: int, out: Path) -> Path:
+    images = plot(results, out)
+    lines = [
+        "# Load test report",
+        "",
+        f"Generated by `python -m benchmarks.run` on {time.strftime('%Y-%m-%d %H:%M')}: "
+        f"{os.cpu_count()} CPU cores, locust (FastHttpUser) on the same machine as the server, "
+        f"{seconds} s per load, users sending requests back to back. One server worker.",
+        "",
+        "Models: " + ", ".join(f"`{k}` = `{v}`" for k, v in tags.items() if v) + ".",
+        "The DistilBERT rows serve the standard `DistilBertConfig()` architecture (66M parameters) with "
+        "**random weights**: no DistilBERT checkpoint can be downloaded on this machine, and latency does not "
+        "depend on the weights. Its predictions are meaningless and it is never evaluated. The fine-tuned "
+        "transformer trained offline is the 6-layer MiniLM (`minilm` row).",
+        "",
+        "## Targets",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        *[
+            f"| {what} | {value} | {'yes' if met else 'n/a' if met is None else '**no**'} |"
+            for what, value, met in checks(results, model_rates)
+        ],
+        "",
+        "## All runs",
+        "",
+        "| server | user class | users | req/s | tweets/s | p50 ms | p95 ms | p99 ms | failures |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {r.server} | {r.user} | {r.users} | {r.rps:.0f} | {r.rps * r.tweets_per_request:.0f} | {r.p50:g} | "
+            f"{r.p95:g} | {r.p99:g} | {r.failures}/{r.requests} |"
+            for r in results
+        ],
+        "",
+        '`OneTweet` sends `{"tweets": [one tweet]}` to `/predict_batch`; `ManyTweets` sends 32 tweets per request.',
+        "",
+        "## The model alone (no HTTP)",
+        "",
+        *[f"- `{tags['lstm']}`, {k.replace('_', ' ')} per call: {v:,.0f} tweets/s" for k, v in model_rates.items()],
+        "",
+        *[f"![{name}]({name})" for name in images],
+        "",
+    ]
+    path = out / "REPORT.md"
+    path.write_text("\n".join(lines))
+    if out == RESULTS:  # the committed report: its targets go into the README too
+        targets = lines[lines.index("## Targets") + 2 : lines.index("## All runs") - 1]
+        update_readme(
+            "bench",
+            "\n".join(
+                [
+                    *targets,
+                    "",
+                    f"Measured {time.strftime('%Y-%m-%d')}, {os.cpu_count()} "
+                    "cores; details in [the report](benchmarks/results/REPORT.md).",
+                ]
+            ),
+        )
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return path
+
+
+def resolve_tags(args: argparse.Namespace) -> dict[str, str]:
+    tags = {"lstm": args.lstm, "logreg": args.logreg, "distilbert": args.distilbert, "minilm": args.minilm}
+    for key, tag in list(tags.items()):
+        try:
+            tags[key] = str(bentoml.models.get(tag).tag)
+        except bentoml.exceptions.NotFound as missing:
+            if key == "distilbert" and not args.smoke:
+                from benchmarks.distilbert_random import create
+
+                tags[key] = create()
+            elif key in ("minilm", "distilbert"):
+                tags[key] = ""
+            else:
+                message = f"{tag} is not in the BentoML store: train it first (python -m train {key})"
+                raise SystemExit(message) from missing
+    return tags
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds per configuration")
+    parser.add_argument("--seconds", type=int, help="duration of each load (default 30, smoke 3)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where REPORT.md and the plots go")
+    parser.add_argument("--lstm", default="tweet-lstm:latest")
+    parser.add_argument("--logreg", default="tweet-logreg:latest")
+    parser.add_argument("--distilbert", default="tweet-distilbert-random:latest")
+    parser.add_argument("--minilm", default="tweet-minilm:latest")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (3 if args.smoke else 30)
+    raw = args.out / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    tags = resolve_tags(args)
+    results = measure(plan(tags, args.smoke), seconds, raw)
+    rates = model_only(tags["lstm"], 1 if args.smoke else 5)
+    path = report(results, rates, tags, seconds, args.out)
+    print(path.read_text())
+    return path
+
+
+if __name__ == "__main__":
+    main()

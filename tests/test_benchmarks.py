@@ -1,0 +1,32 @@
+"""The load-test runner in smoke mode, so the benchmark cannot rot."""
+
+import json
+import os
+
+from benchmarks import run
+
+
+def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
+    report = run.main(
+        [
+            "--smoke",
+            "--seconds",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--lstm",
+            trained["lstm"].bento_tag,
+            "--logreg",
+            trained["logreg"].bento_tag,
+        ]
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [r["server"] for r in results] == ["echo", "logreg batched", "lstm batched"]
+    for result in results:
+        assert result["requests"] > 50 and result["failures"] == 0
+        assert 0 < result["p50"] <= result["p95"] <= result["p99"]
+    text = report.read_text()
+    assert f"{os.cpu_count()} CPU cores" in text
+    assert "tweets/s" in text and "random weights" in text
+    for image in ("latency_throughput.png", "latency_vs_load.png"):
+        assert (tmp_path / image).stat().st_size > 5_000
