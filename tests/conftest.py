@@ -47,3 +47,19 @@ def trained(tiny_distilbert):
         "lstm": lstm.cli(["--sample", str(SAMPLE), "--epochs", "2", "--units", "8"]),
         "transformer": transformer.cli(["--sample", str(SAMPLE), "--epochs", "1", "--base", str(tiny_distilbert)]),
     }
+
+
+@pytest.fixture(scope="session")
+def service_module(trained):
+    import service  # resolves the default tag, tweet-lstm:latest, in the test store
+
+    return service
+
+
+@pytest.fixture(scope="session")
+def http(service_module):
+    """The service's ASGI app behind an HTTP test client (BentoML's recommended HTTP-level test)."""
+    from starlette.testclient import TestClient
+
+    with TestClient(service_module.TweetSentiment.to_asgi()) as client:
+        yield client

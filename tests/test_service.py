@@ -7,25 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import bentoml
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.serving import running_server
 
 TWEET = "@SouthwestAir best crew ever, thank you!"
-
-
-@pytest.fixture(scope="module")
-def service_module(trained):
-    import service  # resolves the default tag, tweet-lstm:latest, in the test store
-
-    return service
-
-
-@pytest.fixture(scope="module")
-def http(service_module):
-    with TestClient(service_module.TweetSentiment.to_asgi()) as client:
-        yield client
 
 
 # 1. The service class, called directly.

@@ -1,0 +1,152 @@
+"""Feedback storage and the e-mail alert, with an injectable clock and a real local SMTP server."""
+
+import logging
+import socket
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from tweet_sentiment.alerting import AlertSender, SMTPSettings
+from tweet_sentiment.feedback import AlertRule, FeedbackStore, connect
+from tweet_sentiment.serving import free_port
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Inbox:
+    """aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield inbox, SMTPSettings(host="127.0.0.1", port=controller.port, recipients=("oncall@example.com",))
+    controller.stop()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path, clock):
+    return FeedbackStore(engine=connect(f"sqlite:///{tmp_path / 'feedback.db'}"), rule=AlertRule(), clock=clock)
+
+
+def report_wrong(store: FeedbackStore, n: int, clock: Clock, every: float = 10.0) -> list:
+    states = []
+    for i in range(n):
+        store.add(f"wrong tweet {i}", "positive", "negative", True, "tweet-lstm:v1")
+        states.append(store.evaluate())
+        clock.now += every
+    return states
+
+
+def test_three_wrong_is_quiet_the_fourth_opens_one_incident(store, clock):
+    states = report_wrong(store, 6, clock)
+    assert [s.wrong_in_window for s in states] == [1, 2, 3, 4, 5, 6]
+    assert [s.opened_now for s in states] == [False, False, False, True, False, False]
+    assert len({s.incident_id for s in states[3:]}) == 1
+    assert len(store.unsent_incidents()) == 1
+
+
+def test_right_predictions_and_old_reports_do_not_count(store, clock):
+    for _ in range(10):
+        store.add("fine", "positive", "positive", False, None)
+    report_wrong(store, 3, clock, every=100.0)  # 3 wrong, but spread over 300 s
+    report_wrong(store, 1, clock)
+    assert store.evaluate().incident_id is None
+    assert store.counts() == {"feedback": 14, "wrong": 4}
+
+
+def test_incident_closes_when_the_window_calms_and_a_new_burst_opens_another(store, clock):
+    first = report_wrong(store, 4, clock)[-1]
+    clock.now += 181
+    assert store.evaluate().incident_id is None
+    second = report_wrong(store, 4, clock)[-1]
+    assert second.opened_now and second.incident_id != first.incident_id
+
+
+def test_workers_sharing_the_database_open_one_incident(tmp_path, clock):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = [FeedbackStore(engine=connect(url), rule=AlertRule(), clock=clock) for _ in range(2)]
+    opened = []
+    for i in range(6):
+        worker = workers[i % 2]
+        worker.add(f"tweet {i}", "negative", "positive", True, None)
+        opened.append(worker.evaluate().opened_now)
+    assert opened.count(True) == 1
+    restarted = FeedbackStore(engine=connect(url), rule=AlertRule(), clock=clock)  # nothing lost on restart
+    assert restarted.counts() == {"feedback": 6, "wrong": 6}
+
+
+def test_one_email_per_incident_with_the_tweets(store, clock, smtp):
+    inbox, settings = smtp
+    sender = AlertSender(store, settings)
+    report_wrong(store, 5, clock)
+    assert sender.send_pending() == 1
+    assert sender.send_pending() == 0  # the same incident is never sent twice
+    assert len(inbox.messages) == 1
+    mail = inbox.messages[0]
+    assert "Subject: [tweet-sentiment] 5 wrong predictions reported within 3 minutes" in mail
+    assert "To: oncall@example.com" in mail
+    for i in range(5):
+        assert f"wrong tweet {i}" in mail
+
+
+def test_failed_send_is_logged_kept_and_retried(store, clock, smtp, caplog):
+    inbox, settings = smtp
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_port = closed.getsockname()[1]
+    report_wrong(store, 4, clock)
+    failing = AlertSender(store, SMTPSettings(host="127.0.0.1", port=dead_port), retry_seconds=30)
+    with caplog.at_level(logging.ERROR):
+        assert failing.send_pending() == 0
+    assert "failed (attempt 1)" in caplog.text
+    [incident] = store.unsent_incidents()
+    assert incident["attempts"] == 1 and "Connection refused" in incident["last_error"]
+
+    working = AlertSender(store, settings)
+    assert working.send_pending() == 0  # still backing off
+    clock.now += 31
+    assert working.send_pending() == 1
+    assert len(inbox.messages) == 1 and store.unsent_incidents() == []
+
+
+def test_no_smtp_settings_keeps_the_alert_and_says_so(store, clock, caplog):
+    report_wrong(store, 4, clock)
+    with caplog.at_level(logging.ERROR):
+        assert AlertSender(store, None).send_pending() == 0
+    assert "SMTP_HOST is not set" in caplog.text
+    assert len(store.unsent_incidents()) == 1
+
+
+def test_settings_come_from_the_environment(monkeypatch):
+    monkeypatch.delenv("SMTP_HOST", raising=False)
+    assert SMTPSettings.from_env() is None
+    monkeypatch.setenv("SMTP_HOST", "mail.example.com")
+    monkeypatch.setenv("SMTP_PORT", "587")
+    monkeypatch.setenv("SMTP_STARTTLS", "true")
+    monkeypatch.setenv("ALERT_EMAIL_TO", "a@example.com, b@example.com")
+    settings = SMTPSettings.from_env()
+    assert (settings.port, settings.starttls, settings.recipients) == (587, True, ("a@example.com", "b@example.com"))
+    monkeypatch.setenv("TWEETS_ALERT_THRESHOLD", "10")
+    monkeypatch.setenv("TWEETS_ALERT_WINDOW_SECONDS", "60")
+    assert AlertRule.from_env() == AlertRule(threshold=10, window_seconds=60)

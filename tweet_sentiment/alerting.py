@@ -1,0 +1,141 @@
+"""E-mail alerts for incidents, sent outside the request path and retried until delivered.
+
+SMTP settings come from the environment only (no secret in code):
+``SMTP_HOST``, ``SMTP_PORT`` (25), ``SMTP_USER``, ``SMTP_PASSWORD``, ``SMTP_STARTTLS`` (false),
+``ALERT_EMAIL_FROM``, ``ALERT_EMAIL_TO`` (comma-separated).
+"""
+
+import logging
+import os
+import smtplib
+import threading
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from tweet_sentiment.feedback import FeedbackStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    host: str
+    port: int = 25
+    user: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    sender: str = "tweet-sentiment@localhost"
+    recipients: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls) -> "SMTPSettings | None":
+        """The settings, or None when SMTP_HOST is not set (alerts are then kept, unsent, and logged)."""
+        if not os.environ.get("SMTP_HOST"):
+            return None
+        return cls(
+            host=os.environ["SMTP_HOST"],
+            port=int(os.environ.get("SMTP_PORT", 25)),
+            user=os.environ.get("SMTP_USER") or None,
+            password=os.environ.get("SMTP_PASSWORD") or None,
+            starttls=os.environ.get("SMTP_STARTTLS", "false").lower() in ("1", "true", "yes"),
+            sender=os.environ.get("ALERT_EMAIL_FROM", cls.sender),
+            recipients=tuple(r.strip() for r in os.environ.get("ALERT_EMAIL_TO", "").split(",") if r.strip()),
+        )
+
+
+def alert_message(settings: SMTPSettings, incident: dict, wrong: list[dict], window_seconds: float) -> EmailMessage:
+    """The e-mail for one incident: the count, the window, and the tweets reported wrong."""
+    message = EmailMessage()
+    minutes = window_seconds / 60
+    message["Subject"] = f"[tweet-sentiment] {len(wrong)} wrong predictions reported within {minutes:g} minutes"
+    message["From"] = settings.sender
+    message["To"] = ", ".join(settings.recipients)
+    lines = [
+        f"Incident {incident['id']}: users reported {len(wrong)} wrong predictions within {minutes:g} minutes.",
+        "",
+        *[
+            f"- predicted {row['predicted_label']}"
+            + (f", truly {row['true_label']}" if row["true_label"] else "")
+            + f" ({row['model'] or 'unknown model'}): {row['tweet']}"
+            for row in wrong
+        ],
+    ]
+    message.set_content("\n".join(lines))
+    return message
+
+
+def send_email(settings: SMTPSettings, message: EmailMessage, timeout: float = 10) -> None:
+    with smtplib.SMTP(settings.host, settings.port, timeout=timeout) as smtp:
+        if settings.starttls:
+            smtp.starttls()
+        if settings.user:
+            smtp.login(settings.user, settings.password or "")
+        smtp.send_message(message)
+
+
+class AlertSender:
+    """Sends the e-mail of every unsent incident; failures are logged and retried later.
+
+    Call ``send_pending()`` directly, or ``start()`` a background thread that runs it every
+    ``retry_seconds`` and at once when ``wake()`` is called (after feedback opened an incident).
+    """
+
+    def __init__(self, store: FeedbackStore, settings: SMTPSettings | None = None, retry_seconds: float = 30):
+        self.store = store
+        self.settings = settings
+        self.retry_seconds = retry_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.sent = 0
+        self.failed = 0
+
+    def send_pending(self) -> int:
+        """Try every unsent incident this process can claim; returns how many were sent."""
+        sent = 0
+        for incident in self.store.unsent_incidents():
+            if self.settings is None:
+                log.error("alert for incident %s not sent: SMTP_HOST is not set", incident["id"])
+                continue
+            if not self.store.claim(incident["id"]):
+                continue
+            wrong = self.store.wrong_in_window(incident["opened_at"])
+            message = alert_message(self.settings, incident, wrong, self.store.rule.window_seconds)
+            try:
+                send_email(self.settings, message)
+            except (OSError, smtplib.SMTPException) as error:
+                self.failed += 1
+                log.error(
+                    "alert e-mail for incident %s failed (attempt %d), retrying in %gs: %s",
+                    incident["id"],
+                    incident["attempts"] + 1,
+                    self.retry_seconds,
+                    error,
+                )
+                self.store.mark_failed(incident["id"], repr(error), self.retry_seconds)
+            else:
+                self.store.mark_sent(incident["id"])
+                self.sent += 1
+                sent += 1
+                log.warning("alert e-mail sent for incident %s to %s", incident["id"], message["To"])
+        return sent
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> threading.Thread:
+        def loop() -> None:
+            while not self._stop.is_set():
+                try:
+                    self.send_pending()
+                except Exception:  # never let the sender die: the next round retries
+                    log.exception("alert sender round failed")
+                self._wake.wait(self.retry_seconds)
+                self._wake.clear()
+
+        thread = threading.Thread(target=loop, name="alert-sender", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()

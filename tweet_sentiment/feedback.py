@@ -1,0 +1,207 @@
+"""User feedback on predictions, stored durably, and the alert it can raise.
+
+Every feedback row goes to a SQL database (SQLite file by default, any SQLAlchemy URL with
+``TWEETS_FEEDBACK_DB_URL``), so several workers and restarts share one history. The alert rule
+("more than 3 wrong predictions within 3 minutes") is evaluated on that shared history, and an
+incident row makes it one e-mail per incident, whichever worker saw the feedback.
+"""
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from tweet_sentiment.config import ROOT
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+metadata = MetaData()
+feedback_table = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("created_at", Float, nullable=False, index=True),
+    Column("tweet", Text, nullable=False),
+    Column("predicted_label", String(16), nullable=False),
+    Column("true_label", String(16)),
+    Column("wrong", Boolean, nullable=False),
+    Column("model", String(200)),
+)
+incidents_table = Table(
+    "incidents",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("opened_at", Float, nullable=False),
+    Column("closed_at", Float),
+    Column("is_open", Boolean),  # True while open, NULL once closed: the unique index allows one open incident
+    Column("wrong_count", Integer, nullable=False),
+    Column("sent_at", Float),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("claimed_until", Float),
+    Column("last_error", Text),
+    Index("one_open_incident", "is_open", unique=True),
+)
+
+
+def database_url() -> str:
+    """``TWEETS_FEEDBACK_DB_URL``, else a SQLite file at ``TWEETS_FEEDBACK_DB`` (default ./feedback.db)."""
+    if url := os.environ.get("TWEETS_FEEDBACK_DB_URL"):
+        return url
+    return f"sqlite:///{os.environ.get('TWEETS_FEEDBACK_DB', ROOT / 'feedback.db')}"
+
+
+def connect(url: str | None = None) -> Engine:
+    """An engine with the tables created; SQLite in WAL mode so several processes can write."""
+    engine = create_engine(url or database_url())
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _record) -> None:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA busy_timeout=10000")
+
+    metadata.create_all(engine)
+    return engine
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """Alert when more than ``threshold`` wrong predictions are reported within ``window_seconds``."""
+
+    threshold: int = 3
+    window_seconds: float = 180.0
+
+    @classmethod
+    def from_env(cls) -> "AlertRule":
+        return cls(
+            threshold=int(os.environ.get("TWEETS_ALERT_THRESHOLD", cls.threshold)),
+            window_seconds=float(os.environ.get("TWEETS_ALERT_WINDOW_SECONDS", cls.window_seconds)),
+        )
+
+
+@dataclass(frozen=True)
+class AlertState:
+    wrong_in_window: int
+    threshold: int
+    window_seconds: float
+    incident_id: int | None  # the open incident, if any
+    opened_now: bool  # this evaluation opened it: time to send the e-mail
+
+
+@dataclass
+class FeedbackStore:
+    """Feedback rows and alert incidents in one database. ``clock`` is injectable for tests."""
+
+    engine: Engine = field(default_factory=connect)
+    rule: AlertRule = field(default_factory=AlertRule.from_env)
+    clock: Clock = time.time
+
+    def add(self, tweet: str, predicted_label: str, true_label: str | None, wrong: bool, model: str | None) -> int:
+        row = {
+            "created_at": self.clock(),
+            "tweet": tweet,
+            "predicted_label": predicted_label,
+            "true_label": true_label,
+            "wrong": wrong,
+            "model": model,
+        }
+        with self.engine.begin() as db:
+            return db.execute(insert(feedback_table).values(**row)).inserted_primary_key[0]
+
+    def wrong_in_window(self, now: float | None = None) -> list[dict]:
+        """The wrong-prediction reports of the current window, oldest first."""
+        now = self.clock() if now is None else now
+        query = (
+            select(feedback_table)
+            .where(feedback_table.c.wrong, feedback_table.c.created_at > now - self.rule.window_seconds)
+            .order_by(feedback_table.c.created_at)
+        )
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
+    def evaluate(self) -> AlertState:
+        """Open an incident when the rule fires and none is open; close it once the window calms down."""
+        now = self.clock()
+        count = len(self.wrong_in_window(now))
+        firing = count > self.rule.threshold
+        opened_now = False
+        with self.engine.begin() as db:
+            open_id = db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
+            if not firing and open_id is not None:
+                db.execute(
+                    update(incidents_table).where(incidents_table.c.id == open_id).values(is_open=None, closed_at=now)
+                )
+                open_id = None
+        if firing and open_id is None:
+            try:
+                with self.engine.begin() as db:
+                    open_id = db.execute(
+                        insert(incidents_table).values(opened_at=now, is_open=True, wrong_count=count, attempts=0)
+                    ).inserted_primary_key[0]
+                opened_now = True
+            except IntegrityError:  # another worker opened it a moment ago
+                with self.engine.connect() as db:
+                    open_id = db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
+        return AlertState(count, self.rule.threshold, self.rule.window_seconds, open_id, opened_now)
+
+    def unsent_incidents(self) -> list[dict]:
+        query = select(incidents_table).where(incidents_table.c.sent_at.is_(None)).order_by(incidents_table.c.id)
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
+    def claim(self, incident_id: int, seconds: float = 60.0) -> bool:
+        """Take the right to send this incident's e-mail for a while, so no two workers send it."""
+        now = self.clock()
+        claimable = (incidents_table.c.claimed_until.is_(None)) | (incidents_table.c.claimed_until < now)
+        with self.engine.begin() as db:
+            result = db.execute(
+                update(incidents_table)
+                .where(incidents_table.c.id == incident_id, incidents_table.c.sent_at.is_(None), claimable)
+                .values(claimed_until=now + seconds, attempts=incidents_table.c.attempts + 1)
+            )
+        return result.rowcount == 1
+
+    def mark_sent(self, incident_id: int) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                update(incidents_table)
+                .where(incidents_table.c.id == incident_id)
+                .values(sent_at=self.clock(), last_error=None)
+            )
+
+    def mark_failed(self, incident_id: int, error: str, retry_in: float) -> None:
+        with self.engine.begin() as db:
+            db.execute(
+                update(incidents_table)
+                .where(incidents_table.c.id == incident_id)
+                .values(last_error=error, claimed_until=self.clock() + retry_in)
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as db:
+            total = db.execute(select(func.count()).select_from(feedback_table)).scalar()
+            wrong = db.execute(select(func.count()).select_from(feedback_table).where(feedback_table.c.wrong)).scalar()
+        return {"feedback": total, "wrong": wrong}
