@@ -1,0 +1,82 @@
+"""Try tweets against the running service and report wrong predictions.
+
+TWEET_SERVICE_URL=http://localhost:3000 streamlit run streamlit_app.py
+"""
+
+import os
+
+import httpx
+import streamlit as st
+
+SERVICE_URL = os.environ.get("TWEET_SERVICE_URL", "http://localhost:3000").rstrip("/")
+
+
+def call(route: str, body: dict) -> dict:
+    response = httpx.post(f"{SERVICE_URL}/{route}", json=body, timeout=30)
+    if response.status_code == 400:
+        detail = response.json().get("detail") or response.json()
+        raise ValueError(detail[0]["msg"] if isinstance(detail, list) else str(detail))
+    response.raise_for_status()
+    return response.json()
+
+
+st.set_page_config(page_title="Tweet sentiment", page_icon="🐦")
+st.title("Tweet sentiment")
+
+try:
+    status = call("status", {})
+except httpx.HTTPError as error:
+    st.error(f"The service at {SERVICE_URL} is not reachable: {error}")
+    st.stop()
+
+with st.sidebar:
+    st.subheader("Service")
+    st.write(f"URL: `{SERVICE_URL}`")
+    st.write(f"Model: `{status['model']}` ({status['family']})")
+    if status["alert_open"]:
+        st.error(
+            f"Alert open: {status['wrong_in_window']} wrong predictions reported "
+            f"in {status['alert_window_seconds'] / 60:g} minutes"
+        )
+    else:
+        st.success(
+            f"No alert: {status['wrong_in_window']} of at most {status['alert_threshold']} wrong "
+            f"reports in {status['alert_window_seconds'] / 60:g} minutes"
+        )
+
+tweet = st.text_area("Tweet", placeholder="@united thanks for the upgrade, the crew was fantastic!", max_chars=1000)
+if st.button("Predict", type="primary"):
+    try:
+        st.session_state.prediction = {"tweet": tweet, **call("predict", {"tweet": tweet})}
+    except ValueError as error:
+        st.session_state.pop("prediction", None)
+        st.warning(f"The service refused this tweet: {error}")
+
+prediction = st.session_state.get("prediction")
+if prediction:
+    st.metric(
+        f"Sentiment ({prediction['model']})",
+        prediction["label"],
+        f"P(positive) = {prediction['prob_positive']:.3f}",
+        delta_color="off",
+    )
+    right, wrong = st.columns(2)
+    verdict = None
+    if right.button("👍 Right"):
+        verdict = False
+    if wrong.button("👎 Wrong"):
+        verdict = True
+    if verdict is not None:
+        receipt = call(
+            "feedback",
+            {
+                "tweet": prediction["tweet"],
+                "predicted_label": prediction["label"],
+                "wrong": verdict,
+                "model": prediction["model"],
+            },
+        )
+        st.info(
+            f"Thanks, feedback #{receipt['id']} recorded."
+            + (" An alert is open for this model." if receipt["alert_open"] else "")
+        )
