@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MODEL_TAG ?= tweet-lstm:latest
 PORT ?= 3000
 
-.PHONY: install serve test test-slow train results lint bench bench-smoke streamlit clean
+.PHONY: install serve test test-slow train results lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt
 	python3 -m venv $(VENV)
@@ -48,3 +48,7 @@ streamlit: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## System packages some tests use (Debian): headless Chromium and promtool.
+system-deps:
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus
