@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
-from tweet_sentiment.registry import CHAMPION, ModelNotFound, import_to_bento, resolve_model
+from tweet_sentiment.registry import CHAMPION, ModelNotFound, import_to_bento, promote_if_best, resolve_model
 
 FAMILIES = ["logreg", "lstm", "transformer"]
 RAW = ["@united you lost my bag AGAIN!!! worst airline ever 😡", "Thank you @JetBlue, the crew was amazing :)"]
@@ -79,6 +79,18 @@ def test_champion_alias_points_at_the_best_version(trained):
     client = MlflowClient()
     champion = client.get_model_version_by_alias("tweet-logreg", CHAMPION)
     assert float(champion.tags["test_accuracy"]) == pytest.approx(trained["logreg"].metrics["test_accuracy"])
+
+
+def test_champion_moves_to_a_newer_version_unless_it_is_worse(trained):
+    client = MlflowClient()
+    name, version = trained["logreg"].name, trained["logreg"].version
+    accuracy = trained["logreg"].metrics["test_accuracy"]
+    newer = client.create_model_version(name, client.get_model_version(name, version).source, trained["logreg"].run_id)
+    assert promote_if_best(name, newer.version, accuracy)  # a tie: the newer one, trained on newer code
+    assert client.get_model_version_by_alias(name, CHAMPION).version == newer.version
+    worse = client.create_model_version(name, newer.source, trained["logreg"].run_id)
+    assert not promote_if_best(name, worse.version, accuracy - 0.01)
+    assert client.get_model_version_by_alias(name, CHAMPION).version == newer.version
 
 
 def test_reimport_gives_a_new_bento_version_of_the_same_mlflow_version(trained):

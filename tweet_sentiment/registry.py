@@ -16,9 +16,9 @@ class ModelNotFound(LookupError):
 
 
 def promote_if_best(name: str, version: str, accuracy: float, client: MlflowClient | None = None) -> bool:
-    """Tag the version with its test accuracy and move the champion alias to it if it beats the holder."""
+    """Tag the version with its test accuracy and move the champion alias to it unless the holder is better."""
     client = client or MlflowClient()
-    client.set_model_version_tag(name, version, "test_accuracy", f"{accuracy:.6f}")
+    client.set_model_version_tag(name, version, "test_accuracy", repr(accuracy))  # exact: ties go to the newer
     try:
         holder = client.get_model_version_by_alias(name, CHAMPION)
         best = float(holder.tags.get("test_accuracy", "-1"))
