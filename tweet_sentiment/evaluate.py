@@ -32,12 +32,25 @@ def scores(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dic
 
 
 def confusion_figure(labels: np.ndarray, probs: np.ndarray, title: str) -> plt.Figure:
+    """Confusion matrix at threshold 0.5 (the figure is closed for pyplot: log or save it)."""
     fig, ax = plt.subplots(figsize=(4, 4))
     ConfusionMatrixDisplay.from_predictions(
         labels, (probs >= 0.5).astype(int), display_labels=LABELS, ax=ax, colorbar=False
     )
     ax.set_title(title)
     fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def curves_figure(curves: dict[str, list[float]]) -> plt.Figure:
+    """Training curves (loss, validation metrics) per epoch or step."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, values in curves.items():
+        ax.plot(values, label=key)
+    ax.set_xlabel("epoch or step")
+    ax.legend()
+    plt.close(fig)
     return fig
 
 

@@ -68,13 +68,7 @@ def _log_curves(curves: Curves) -> None:
         for step, value in enumerate(values):
             mlflow.log_metric(f"curve_{key}", value, step=step)
     if curves:
-        fig = evaluate.plt.figure(figsize=(6, 4))
-        for key, values in curves.items():
-            evaluate.plt.plot(values, label=key)
-        evaluate.plt.xlabel("epoch or step")
-        evaluate.plt.legend()
-        mlflow.log_figure(fig, "training_curves.png")
-        evaluate.plt.close(fig)
+        mlflow.log_figure(evaluate.curves_figure(curves), "training_curves.png")
 
 
 def run(
@@ -122,7 +116,6 @@ def run(
         for set_name, set_probs in probs.items():
             fig = evaluate.confusion_figure(sets[set_name]["label"].to_numpy(), set_probs, f"{name}: {set_name}")
             mlflow.log_figure(fig, f"confusion_{set_name}.png")
-            evaluate.plt.close(fig)
         mlflow.log_table(parts.test.assign(prob_positive=probs["test"]), "predictions_test.json")
     model_version = str(info.registered_model_version)
     promote_if_best(name, model_version, metrics["test_accuracy"])
