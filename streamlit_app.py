@@ -24,25 +24,10 @@ st.set_page_config(page_title="Tweet sentiment", page_icon="🐦")
 st.title("Tweet sentiment")
 
 try:
-    status = call("status", {})
+    call("status", {})
 except httpx.HTTPError as error:
     st.error(f"The service at {SERVICE_URL} is not reachable: {error}")
     st.stop()
-
-with st.sidebar:
-    st.subheader("Service")
-    st.write(f"URL: `{SERVICE_URL}`")
-    st.write(f"Model: `{status['model']}` ({status['family']})")
-    if status["alert_open"]:
-        st.error(
-            f"Alert open: {status['wrong_in_window']} wrong predictions reported "
-            f"in {status['alert_window_seconds'] / 60:g} minutes"
-        )
-    else:
-        st.success(
-            f"No alert: {status['wrong_in_window']} of at most {status['alert_threshold']} wrong "
-            f"reports in {status['alert_window_seconds'] / 60:g} minutes"
-        )
 
 tweet = st.text_area("Tweet", placeholder="@united thanks for the upgrade, the crew was fantastic!", max_chars=1000)
 if st.button("Predict", type="primary"):
@@ -54,29 +39,34 @@ if st.button("Predict", type="primary"):
 
 prediction = st.session_state.get("prediction")
 if prediction:
-    st.metric(
-        f"Sentiment ({prediction['model']})",
-        prediction["label"],
-        f"P(positive) = {prediction['prob_positive']:.3f}",
-        delta_color="off",
-    )
+    st.metric(f"Sentiment ({prediction['model']})", prediction["label"])
+    st.progress(prediction["prob_positive"], text=f"P(positive) = {prediction['prob_positive']:.3f}")
     right, wrong = st.columns(2)
-    verdict = None
-    if right.button("👍 Right"):
-        verdict = False
-    if wrong.button("👎 Wrong"):
-        verdict = True
-    if verdict is not None:
-        receipt = call(
-            "feedback",
-            {
-                "tweet": prediction["tweet"],
-                "predicted_label": prediction["label"],
-                "wrong": verdict,
-                "model": prediction["model"],
-            },
-        )
+    said_right, said_wrong = right.button("Right"), wrong.button("Wrong")
+    if said_right or said_wrong:
+        body = {
+            "tweet": prediction["tweet"],
+            "predicted_label": prediction["label"],
+            "wrong": said_wrong,
+            "model": prediction["model"],
+        }
+        receipt = call("feedback", body)
         st.info(
             f"Thanks, feedback #{receipt['id']} recorded."
             + (" An alert is open for this model." if receipt["alert_open"] else "")
+        )
+
+# Last, so the sidebar shows the alert state after any feedback just sent.
+status = call("status", {})
+with st.sidebar:
+    st.subheader("Service")
+    st.write(f"URL: `{SERVICE_URL}`")
+    st.write(f"Model: `{status['model']}` ({status['family']})")
+    minutes = status["alert_window_seconds"] / 60
+    if status["alert_open"]:
+        st.error(f"Alert open: {status['wrong_in_window']} wrong predictions reported in {minutes:g} minutes")
+    else:
+        st.success(
+            f"No alert: {status['wrong_in_window']} of at most {status['alert_threshold']} wrong reports "
+            f"in {minutes:g} minutes"
         )

@@ -43,7 +43,7 @@ def test_predict_then_report_wrong_sends_feedback(app, trained):
     [metric] = app.metric
     assert metric.value in ("negative", "positive")
     assert trained["logreg"].bento_tag in metric.label
-    wrong = next(b for b in app.button if "Wrong" in b.label)
+    wrong = next(b for b in app.button if b.label == "Wrong")
     wrong.click().run()
     assert any("feedback #" in info.value for info in app.info)
 
@@ -116,8 +116,9 @@ def test_page_renders_in_headless_chromium(service_url, tmp_path):
         browser.get(f"http://127.0.0.1:{port}")
         wait = WebDriverWait(browser, 60)
         wait.until(lambda b: "Model:" in b.find_element(By.TAG_NAME, "body").text)
-        browser.find_element(By.TAG_NAME, "textarea").send_keys("@JetBlue best crew ever, thank you!")
-        next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text == "Predict").click()
+        # Streamlit renders in pieces: wait for each element before using it.
+        wait.until(lambda b: b.find_elements(By.TAG_NAME, "textarea"))[0].send_keys("@JetBlue best crew, thank you!")
+        wait.until(lambda b: [e for e in b.find_elements(By.TAG_NAME, "button") if e.text == "Predict"])[0].click()
         wait.until(lambda b: "Sentiment (" in b.find_element(By.TAG_NAME, "body").text)
         body = browser.find_element(By.TAG_NAME, "body").text
         browser.save_screenshot(str(tmp_path / "page.png"))
