@@ -62,7 +62,7 @@ def plan(tags: dict[str, str], smoke: bool) -> list[Server]:
             Server("logreg batched", TWEET_SERVICE, (f"model_tag={tags['logreg']}",), (("OneTweet", 4),)),
             Server("lstm batched", TWEET_SERVICE, (f"model_tag={tags['lstm']}",), (("OneTweet", 4),)),
         ]
-    curve = (("OneTweet", 1), ("OneTweet", 4), ("OneTweet", 10), ("OneTweet", 32), ("OneTweet", 64))
+    curve = tuple(("OneTweet", users) for users in (1, 4, 10, 20, 32, 64))
     servers = [
         Server("echo", ECHO_SERVICE, (), curve),
         Server("echo, max_latency_ms=50", ECHO_SERVICE, ("max_latency_ms=50",), (("OneTweet", 10), ("OneTweet", 50))),
@@ -217,36 +217,31 @@ def ratio(a: Result | None, b: Result | None, key: str) -> float | None:
 
 def checks(results: list[Result], model_rates: dict[str, float]) -> list[tuple[str, str, bool | None]]:
     """The targets of the issues, as (what, measured, met)."""
-    echo10, lstm10, lstm64 = (
-        find(results, "echo", 10),
-        find(results, "lstm batched", 10),
-        find(results, "lstm batched", 64),
-    )
+    # The issues' reference load: the heaviest one at which the echo service holds p99 under 100 ms.
+    calm = [r.users for r in results if r.server == "echo" and r.user == "OneTweet" and r.p99 < 100]
+    load = max(calm, default=10)
+    echo, lstm = find(results, "echo", load), find(results, "lstm batched", load)
+    lstm10, lstm64 = find(results, "lstm batched", 10), find(results, "lstm batched", 64)
     unbatched64, bert10 = find(results, "lstm unbatched", 64), find(results, "distilbert batched", 10)
+    at = f"{load} users, echo's heaviest load with p99 < 100 ms"
     rows = []
 
-    def row(what: str, value: float | None, fmt: str, met: bool | None) -> None:
+    def row(what: str, value: float | None, fmt: str, met: bool) -> None:
         rows.append((what, "n/a" if value is None else fmt.format(value), None if value is None else met))
 
-    value = ratio(lstm10, echo10, "rps")
-    row("LSTM batched / echo throughput, 10 users (>= 0.70)", value, "{:.2f}", value is not None and value >= 0.7)
-    row("LSTM batched errors at 10 users (0)", lstm10 and lstm10.failures, "{:d}", bool(lstm10) and not lstm10.failures)
-    row("LSTM batched p99 at 10 users (< 100 ms)", lstm10 and lstm10.p99, "{:g} ms", bool(lstm10) and lstm10.p99 < 100)
+    value = ratio(lstm, echo, "rps")
+    row(f"LSTM batched / echo throughput, {at} (>= 0.70)", value, "{:.2f}", value is not None and value >= 0.7)
+    row(f"LSTM batched errors, {at} (0)", lstm and lstm.failures, "{:d}", bool(lstm) and not lstm.failures)
+    row(f"LSTM batched p99, {at} (< 100 ms)", lstm and lstm.p99, "{:g} ms", bool(lstm) and lstm.p99 < 100)
     value = ratio(lstm64, unbatched64, "rps")
     row("LSTM batched / unbatched throughput, 64 users (>= 3)", value, "{:.2f}", value is not None and value >= 3)
     value = ratio(bert10, lstm10, "p99")
     row("DistilBERT p99 / LSTM p99, 10 users (>= 10)", value, "{:.1f}", value is not None and value >= 10)
     value = lstm10.rps / model_rates["batch_1"] if lstm10 and model_rates else None
-    row(
-        "served LSTM / model-only (1 tweet per call) throughput (>= 0.30)",
-        value,
-        "{:.2f}",
-        value is not None and value >= 0.3,
-    )
-    shed = [r for r in results if r.server == "echo" and r.failures] + [
-        r for r in results if r.server.startswith(("lstm", "logreg", "distilbert", "minilm")) and r.failures
-    ]
-    row("requests shed by our settings below saturation (0)", sum(r.failures for r in shed), "{:d}", not shed)
+    row("served LSTM (10 users) / model-only, 1 tweet per call (>= 0.30)", value, "{:.2f}", (value or 0) >= 0.3)
+    # Our settings (max_latency_ms=1000 and the warm-up), on the echo and LSTM services, at every load.
+    shed = sum(r.failures for r in results if r.server in ("echo", "lstm batched"))
+    row("requests shed with our settings, echo and LSTM batched, any load (0)", shed, "{:d}", shed == 0)
     return rows
 
 
