@@ -24,7 +24,7 @@ st.set_page_config(page_title="Tweet sentiment", page_icon="🐦")
 st.title("Tweet sentiment")
 
 try:
-    call("status", {})
+    status = call("status", {})
 except httpx.HTTPError as error:
     st.error(f"The service at {SERVICE_URL} is not reachable: {error}")
     st.stop()
@@ -51,14 +51,13 @@ if prediction:
             "model": prediction["model"],
         }
         receipt = call("feedback", body)
+        status = call("status", {})  # the alert state after this feedback
         st.info(
             f"Thanks, feedback #{receipt['id']} recorded."
             + (" An alert is open for this model." if receipt["alert_open"] else "")
         )
 
-# Last, so the sidebar shows the alert state after any feedback just sent.
-status = call("status", {})
-with st.sidebar:
+with st.sidebar:  # last, so it shows the alert state after any feedback just sent
     st.subheader("Service")
     st.write(f"URL: `{SERVICE_URL}`")
     st.write(f"Model: `{status['model']}` ({status['family']})")

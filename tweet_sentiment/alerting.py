@@ -85,9 +85,6 @@ class AlertSender:
         self.settings = settings
         self.retry_seconds = retry_seconds
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self.sent = 0
-        self.failed = 0
 
     def send_pending(self) -> int:
         """Try every unsent incident this process can claim; returns how many were sent."""
@@ -103,7 +100,6 @@ class AlertSender:
             try:
                 send_email(self.settings, message)
             except (OSError, smtplib.SMTPException) as error:
-                self.failed += 1
                 log.error(
                     "alert e-mail for incident %s failed (attempt %d), retrying in %gs: %s",
                     incident["id"],
@@ -114,7 +110,6 @@ class AlertSender:
                 self.store.mark_failed(incident["id"], repr(error), self.retry_seconds)
             else:
                 self.store.mark_sent(incident["id"])
-                self.sent += 1
                 sent += 1
                 log.warning("alert e-mail sent for incident %s to %s", incident["id"], message["To"])
         return sent
@@ -124,7 +119,7 @@ class AlertSender:
 
     def start(self) -> threading.Thread:
         def loop() -> None:
-            while not self._stop.is_set():
+            while True:
                 try:
                     self.send_pending()
                 except Exception:  # never let the sender die: the next round retries
@@ -132,10 +127,6 @@ class AlertSender:
                 self._wake.wait(self.retry_seconds)
                 self._wake.clear()
 
-        thread = threading.Thread(target=loop, name="alert-sender", daemon=True)
+        thread = threading.Thread(target=loop, name="alert-sender", daemon=True)  # ends with the worker
         thread.start()
         return thread
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()

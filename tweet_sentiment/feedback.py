@@ -87,6 +87,10 @@ def connect(url: str | None = None) -> Engine:
     return engine
 
 
+def _open_incident_id(db) -> int | None:
+    return db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
+
+
 @dataclass(frozen=True)
 class AlertRule:
     """Alert when more than ``threshold`` wrong predictions are reported within ``window_seconds``."""
@@ -149,7 +153,7 @@ class FeedbackStore:
         firing = count > self.rule.threshold
         opened_now = False
         with self.engine.begin() as db:
-            open_id = db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
+            open_id = _open_incident_id(db)
             if not firing and open_id is not None:
                 db.execute(
                     update(incidents_table).where(incidents_table.c.id == open_id).values(is_open=None, closed_at=now)
@@ -164,7 +168,7 @@ class FeedbackStore:
                 opened_now = True
             except IntegrityError:  # another worker opened it a moment ago
                 with self.engine.connect() as db:
-                    open_id = db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
+                    open_id = _open_incident_id(db)
         return AlertState(count, self.rule.threshold, self.rule.window_seconds, open_id, opened_now)
 
     def unsent_incidents(self) -> list[dict]:

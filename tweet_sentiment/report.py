@@ -7,12 +7,10 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from tweet_sentiment.config import EXPERIMENT, ROOT
+from tweet_sentiment.config import EXPERIMENT, MODEL_FAMILIES, ROOT
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
 from tweet_sentiment.registry import CHAMPION
 from tweet_sentiment.train import setup_mlflow
-
-FAMILY_ORDER = {"logreg": 0, "lstm": 1, "transformer": 2}
 
 
 def champion_runs() -> pd.DataFrame:
@@ -42,7 +40,7 @@ def champion_runs() -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values("family", key=lambda f: f.map(FAMILY_ORDER)).reset_index(drop=True)
+    return frame.sort_values("family", key=lambda f: f.map(MODEL_FAMILIES.index)).reset_index(drop=True)
 
 
 def results_table(runs: pd.DataFrame) -> str:
