@@ -6,6 +6,8 @@ bentoml serve benchmarks.echo_service:Echo --arg max_latency_ms=50
 import bentoml
 from pydantic import BaseModel
 
+from tweet_sentiment.serving import tune_gc_for_serving
+
 
 class EchoArgs(BaseModel):
     batching: bool = True
@@ -20,6 +22,9 @@ ANSWER = {"label": "positive", "prob_positive": 1.0, "model": "echo"}
 
 @bentoml.service(traffic={"timeout": 30}, logging={"access": {"enabled": args.access_log}})
 class Echo:
+    def __init__(self) -> None:
+        tune_gc_for_serving()  # as the tweet service, so both are served the same way
+
     @bentoml.api
     def predict(self, tweet: str) -> dict:
         return ANSWER

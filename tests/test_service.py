@@ -1,5 +1,6 @@
 """The service at the three levels BentoML recommends: the class, HTTP through ASGI, a real server."""
 
+import gc
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,18 @@ def test_class_predicts_one_and_many(service_module, trained):
     many = svc.predict_batch([TWEET, "lost my luggage, again"])
     assert many[0].prob_positive == pytest.approx(one.prob_positive, abs=1e-5)
     assert svc.__is_ready__()
+
+
+def test_class_keeps_its_warm_heap_out_of_the_garbage_collector(service_module, trained):
+    threshold = gc.get_threshold()
+    gc.unfreeze()
+    try:
+        service_module.TweetSentiment()
+        assert gc.get_freeze_count() > 100_000  # TensorFlow and the model at least
+        assert gc.get_threshold() == (50_000, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 # 2. HTTP through the ASGI app.

@@ -1,5 +1,6 @@
 """Serving helpers kept out of service.py so it reads at a glance, and a way to run the server."""
 
+import gc
 import json
 import os
 import signal
@@ -43,6 +44,25 @@ class LoadShedding:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+def tune_gc_for_serving(young_threshold: int = 50_000) -> None:
+    """Garbage-collector settings for a server process; call once the model is loaded and warm.
+
+    Measured on the LSTM service, 64 users, with CPython's defaults: full collections every ~2 s,
+    each walking ~1.1M objects (TensorFlow, the model, the framework) for ~0.4 s. The objects of
+    the requests in flight survive the frequent young collections (every 700 allocations), get
+    promoted, and so keep triggering full ones. Hence:
+
+    - ``gc.freeze()``: what is alive now stays out of every later collection;
+    - a young threshold of 50,000: a request's objects are freed by reference counting before a
+      collection runs, so few are promoted and full collections become rare.
+
+    Result: 860 -> 1,240 requests/s and p99 540 -> 86 ms (benchmarks/results/REPORT.md).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(young_threshold, *gc.get_threshold()[1:])
 
 
 def free_port() -> int:
