@@ -58,7 +58,7 @@ def tune_gc_for_serving(young_threshold: int = 50_000) -> None:
     - a young threshold of 50,000: a request's objects are freed by reference counting before a
       collection runs, so few are promoted and full collections become rare.
 
-    Result: 860 -> 1,240 requests/s and p99 540 -> 86 ms (benchmarks/results/REPORT.md).
+    Result, one A/B on fresh servers: 860 -> 1,240 requests/s and p99 540 -> 86 ms (README, Benchmarks).
     """
     gc.collect()
     gc.freeze()
