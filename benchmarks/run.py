@@ -56,14 +56,15 @@ class Result:
 
 def plan(tags: dict[str, str], smoke: bool) -> list[Server]:
     """The configurations to measure. Loads are (locust user class, concurrent users)."""
+    model = {family: f"model_tag={tag}" for family, tag in tags.items()}
     if smoke:
         return [
             Server("echo", ECHO_SERVICE, (), (("OneTweet", 4),)),
-            Server("logreg batched", TWEET_SERVICE, (f"model_tag={tags['logreg']}",), (("OneTweet", 4),)),
-            Server("lstm batched", TWEET_SERVICE, (f"model_tag={tags['lstm']}",), (("OneTweet", 4),)),
+            Server("logreg batched", TWEET_SERVICE, (model["logreg"],), (("OneTweet", 4),)),
+            Server("lstm batched", TWEET_SERVICE, (model["lstm"],), (("OneTweet", 4),)),
         ]
     curve = tuple(("OneTweet", users) for users in (1, 4, 10, 20, 32, 64))
-    lstm, bert = f"model_tag={tags['lstm']}", f"model_tag={tags['distilbert']}"
+    lstm, bert = model["lstm"], model["distilbert"]
     servers = [
         Server("echo", ECHO_SERVICE, (), curve),
         Server("echo, max_latency_ms=50", ECHO_SERVICE, ("max_latency_ms=50",), (("OneTweet", 10), ("OneTweet", 50))),
@@ -71,12 +72,10 @@ def plan(tags: dict[str, str], smoke: bool) -> list[Server]:
         Server("lstm unbatched", TWEET_SERVICE, (lstm, "batching=false"), (("OneTweet", 10), ("OneTweet", 64))),
         Server("distilbert batched", TWEET_SERVICE, (bert,), tuple(("OneTweet", u) for u in (1, 4, 10, 32))),
         Server("distilbert unbatched", TWEET_SERVICE, (bert, "batching=false"), (("OneTweet", 10),)),
-        Server("logreg batched", TWEET_SERVICE, (f"model_tag={tags['logreg']}",), (("OneTweet", 10),)),
+        Server("logreg batched", TWEET_SERVICE, (model["logreg"],), (("OneTweet", 10),)),
     ]
     if tags.get("minilm"):
-        servers.append(
-            Server("minilm (fine-tuned) batched", TWEET_SERVICE, (f"model_tag={tags['minilm']}",), (("OneTweet", 10),))
-        )
+        servers.append(Server("minilm (fine-tuned) batched", TWEET_SERVICE, (model["minilm"],), (("OneTweet", 10),)))
     return servers
 
 
