@@ -1,10 +1,10 @@
 # The two commands of the README:  `make serve`  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MODEL_TAG ?= tweet-lstm:latest
+MODEL_TAG ?= tweet-lstm@champion
 PORT ?= 3000
 
-.PHONY: install serve test test-slow train results lint bench bench-smoke streamlit clean system-deps
+.PHONY: install serve test test-slow train results drift lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt
 	python3 -m venv $(VENV)
@@ -13,9 +13,9 @@ $(VENV)/.installed: requirements.txt requirements-serve.txt
 
 install: $(VENV)/.installed
 
-## Serve the default model (the LSTM), training it first if the BentoML store has none.
+## Serve the LSTM's champion (MLflow alias), training the LSTM first if there is none.
 serve: install
-	$(PY) -m bentoml models get $(MODEL_TAG) >/dev/null 2>&1 || $(PY) -m train.lstm
+	@$(PY) -m train show $(MODEL_TAG) 2>/dev/null || { echo "no $(MODEL_TAG) yet: training the LSTM"; $(PY) -m train lstm; }
 	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
 
 ## The test suite (tiny models, < 15 min on 2 cores). `make test-slow` adds the long checks.
@@ -33,6 +33,10 @@ train: install
 
 results: install
 	$(PY) -m train.report
+
+## Drift report of what the server answered (see the README's Model lifecycle section).
+drift: install
+	$(PY) drift_report.py
 
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -1,9 +1,10 @@
 """Tweet sentiment as a BentoML service.
 
-Serve the LSTM (default) or any model of the store by tag, with adaptive batching::
+Serve the LSTM's champion (default), or any model by MLflow alias or BentoML tag, with adaptive batching::
 
-    bentoml serve
-    bentoml serve --arg model_tag=tweet-logreg:latest
+    bentoml serve                                         # tweet-lstm@champion
+    bentoml serve --arg model_tag=tweet-minilm@champion   # any registered model and alias
+    bentoml serve --arg model_tag=tweet-logreg:latest     # or a BentoML tag
     bentoml serve --arg batching=false --arg access_log=true
 
 Users report wrong predictions to /feedback; more than 3 within 3 minutes sends one e-mail.
@@ -11,77 +12,38 @@ Users report wrong predictions to /feedback; more than 3 within 3 minutes sends 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
 import bentoml
 from bentoml.exceptions import InvalidArgument
-from bentoml.validators import ContentType
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel
 
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
-from tweet_sentiment.config import LABELS
+from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
 from tweet_sentiment.feedback import FeedbackStore
 from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import resolve_model
+from tweet_sentiment.schemas import (
+    FeedbackReceipt,
+    Label,
+    Prediction,
+    Predictions,
+    ServedModelInfo,
+    Status,
+    Tweet,
+    Tweets,
+)
 from tweet_sentiment.serving import LoadShedding, tune_gc_for_serving
 from tweet_sentiment.telemetry import configure_azure_monitor
 
-MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
-MAX_TWEETS_PER_REQUEST = 256
-
 
 class ServiceArgs(BaseModel):
-    model_tag: str = "tweet-lstm:latest"
+    model_tag: str = "tweet-lstm@champion"  # an MLflow alias (name@alias) or a BentoML tag (name:version)
     batching: bool = True
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
     access_log: bool = False  # a line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
 
 
 args = bentoml.use_arguments(ServiceArgs)
-
-# Examples (OpenAPI 3.0 "example"), not defaults: the Swagger page shows them, and a request
-# without the field is a 400.
-Tweet = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TWEET_CHARS, pattern=r"^[^\x00]*$"),
-    Field(
-        description=f"Raw tweet text, 1 to {MAX_TWEET_CHARS} characters, no null bytes",
-        json_schema_extra={"example": EXAMPLE_TWEETS[0]},
-    ),
-]
-Tweets = Annotated[
-    list[Tweet],
-    Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST, json_schema_extra={"example": EXAMPLE_TWEETS}),
-]
-Label = Literal["negative", "positive"]
-
-
-class Prediction(BaseModel):
-    label: Label
-    prob_positive: float = Field(ge=0, le=1)
-    model: str = Field(description="Tag of the model that answered")
-
-
-# Declaring the content type matters for speed: without it BentoML rebuilds the JSON schema of a
-# list output on every response to find its MIME type (20% of the server's CPU under load).
-Predictions = Annotated[list[Prediction], ContentType("application/json")]
-
-
-class FeedbackReceipt(BaseModel):
-    id: int
-    wrong: bool
-    wrong_in_window: int = Field(description="Wrong predictions reported in the alert window")
-    alert_open: bool
-
-
-class Status(BaseModel):
-    model: str
-    family: str
-    alert_open: bool
-    wrong_in_window: int
-    alert_threshold: int
-    alert_window_seconds: float
-
+SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 
 predictions_total = bentoml.metrics.Counter(
     name="tweet_predictions_total",
@@ -103,16 +65,16 @@ feedback_total = bentoml.metrics.Counter(
 @bentoml.service(
     traffic={"timeout": 30},
     metrics={"enabled": True},
+    monitoring={"enabled": True, "type": "default", "options": {"log_path": str(settings().monitor_dir)}},
     logging={"access": {"enabled": args.access_log}},
 )
 class TweetSentiment:
-    bento_model = bentoml.models.BentoModel(str(resolve_model(args.model_tag).tag))
+    bento_model = bentoml.models.BentoModel(SERVED.bento_tag)
 
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
         self.model = bentoml.mlflow.load_model(self.bento_model)
-        self.tag = str(self.bento_model.tag)
-        self.family = bentoml.models.get(self.tag).info.labels.get("family", "unknown")
+        self.tag = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer and metric
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())
         self.alerts.start()
@@ -128,12 +90,13 @@ class TweetSentiment:
         predictions = [
             Prediction(label=LABELS[int(p >= 0.5)], prob_positive=p, model=self.tag) for p in self.model.predict(tweets)
         ]
-        # Inputs and outputs, for drift analysis. Raw text goes in as "categorical": BentoML's monitor
+        # Inputs and outputs, for the drift report. Raw text goes in as "categorical": BentoML's monitor
         # knows no text type and would log a warning per tweet for one.
-        with bentoml.monitor("tweet_predictions") as monitor:
+        with bentoml.monitor(PREDICTION_LOG) as monitor:
             for tweet, prediction in zip(tweets, predictions, strict=True):
                 monitor.log(tweet, name="tweet", role="feature", data_type="categorical")
                 monitor.log(prediction.prob_positive, name="prob_positive", role="prediction", data_type="numerical")
+                monitor.log(self.tag, name="model", role="feature", data_type="categorical")
                 predictions_total.labels(label=prediction.label, model=self.tag).inc()
         return predictions
 
@@ -165,15 +128,6 @@ class TweetSentiment:
         model = model or self.tag
         feedback_id = self.feedback_store.add(tweet, predicted_label, true_label, is_wrong, model)
         feedback_total.labels(verdict="wrong" if is_wrong else "right", model=model).inc()
-        with bentoml.monitor("tweet_feedback") as monitor:
-            monitor.log(tweet, name="tweet", role="feature", data_type="categorical")
-            monitor.log(predicted_label, name="predicted_label", role="prediction", data_type="categorical")
-            monitor.log(
-                true_label or ("wrong" if is_wrong else predicted_label),
-                name="true_label",
-                role="target",
-                data_type="categorical",
-            )
         state = self.feedback_store.evaluate()
         if state.opened_now:
             self.alerts.wake()  # the e-mail goes out from the sender thread, never in this request
@@ -190,7 +144,15 @@ class TweetSentiment:
         state = self.feedback_store.evaluate()
         return Status(
             model=self.tag,
-            family=self.family,
+            served=ServedModelInfo(
+                name=SERVED.name,
+                version=SERVED.version,
+                alias=SERVED.alias,
+                bento_tag=SERVED.bento_tag,
+                family=SERVED.family,
+                mlflow_run_id=SERVED.run_id,
+            ),
+            family=SERVED.family,
             alert_open=state.incident_id is not None,
             wrong_in_window=state.wrong_in_window,
             alert_threshold=state.threshold,

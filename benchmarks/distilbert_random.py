@@ -12,7 +12,8 @@ from pathlib import Path
 import mlflow
 
 from tweet_sentiment.registry import import_to_bento
-from tweet_sentiment.train import log_model, setup_mlflow
+from tweet_sentiment.tracking import setup_mlflow
+from tweet_sentiment.train import log_model
 
 NAME = "tweet-distilbert-random"
 

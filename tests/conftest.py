@@ -10,6 +10,7 @@ os.environ["BENTOML_HOME"] = str(_HOME / "bentoml")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_HOME / 'mlflow.db'}"
 os.environ["TWEETS_ARTIFACT_DIR"] = str(_HOME / "mlruns")
 os.environ["TWEETS_FEEDBACK_DB"] = str(_HOME / "feedback.db")
+os.environ["TWEETS_MONITOR_DIR"] = str(_HOME / "monitoring")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # In-process (ASGI) tests need what `bentoml serve` sets up for Prometheus' multiprocess mode.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_HOME / "prometheus")
@@ -39,19 +40,26 @@ def tiny_distilbert(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def trained(tiny_distilbert):
-    """One tiny model of each family, trained, registered in MLflow and imported into BentoML."""
-    from train import logreg, lstm, transformer
+    """One tiny model of each family, trained, registered in MLflow, imported into BentoML, and champion.
 
-    return {
+    Sampled runs never take the champion alias automatically, so the session promotes them by hand.
+    """
+    from train import logreg, lstm, transformer
+    from tweet_sentiment.registry import promote
+
+    models = {
         "logreg": logreg.cli(["--sample", str(SAMPLE)]),
         "lstm": lstm.cli(["--sample", str(SAMPLE), "--epochs", "2", "--units", "8"]),
         "transformer": transformer.cli(["--sample", str(SAMPLE), "--epochs", "1", "--base", str(tiny_distilbert)]),
     }
+    for model in models.values():
+        promote(model.name, model.version, reason="test session: tiny models", by="tests")
+    return models
 
 
 @pytest.fixture(scope="session")
 def service_module(trained):
-    import service  # resolves the default tag, tweet-lstm:latest, in the test store
+    import service  # resolves the default, tweet-lstm@champion, in the test registry
 
     return service
 

@@ -33,11 +33,11 @@ def bento(trained) -> bentoml.Bento:
     return build()
 
 
-def test_bento_packs_the_service_package_and_exactly_the_default_model(bento, trained):
+def test_bento_packs_the_service_package_and_exactly_the_champion(bento, trained):
     info = yaml.safe_load(Path(bento.path_of("bento.yaml")).read_text())
     assert info["services"][0]["name"] == "TweetSentiment"
     assert [m["tag"] for m in info["services"][0]["models"]] == [trained["lstm"].bento_tag]
-    assert info["args"] == {"model_tag": "tweet-lstm:latest"}
+    assert info["args"] == {"model_tag": "tweet-lstm@champion"}
     root = Path(bento.path_of("src"))
     src = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     assert {"service.py", "tweet_sentiment/predict.py", "tweet_sentiment/registry.py"} <= src
@@ -65,14 +65,19 @@ def test_build_by_tag_packs_that_model(trained):
     assert [str(m.tag) for m in logreg.info.services[0].models] == [trained["logreg"].bento_tag]
 
 
-def test_exported_bento_serves_from_an_empty_store(bento, trained, tmp_path):
-    """What `bentoml containerize` does, minus Docker: the Bento with its models, no model store around it."""
+def test_exported_bento_serves_its_champion_from_an_empty_store_without_mlflow(bento, trained, tmp_path):
+    """What `bentoml containerize` does, minus Docker: the Bento with its models, no store or registry around it."""
     archive = bento.export(str(tmp_path / "bento.bento"))
     folder = tmp_path / "bento"
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")
-    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "empty-home"), "BENTOML_CONTAINERIZED": "true"}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(tmp_path / "empty-home"),
+        "BENTOML_CONTAINERIZED": "true",
+        "MLFLOW_TRACKING_URI": "http://127.0.0.1:9",  # nothing listens there: the Bento must not need MLflow
+    }
     with running_server(target=str(folder), env=env) as url:
         response = httpx.post(f"{url}/predict", json={"tweet": "great flight, thanks!"})
         assert response.status_code == 200
-        assert response.json()["model"] == trained["lstm"].bento_tag
+        assert response.json()["model"] == trained["lstm"].label("champion")

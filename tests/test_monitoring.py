@@ -9,12 +9,11 @@ import shutil
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tweet_sentiment.config import ROOT
+from tweet_sentiment.config import ROOT, settings
 from tweet_sentiment.telemetry import configure_azure_monitor
 
 WRONG = {"tweet": "@united lost my bag, thanks a lot", "predicted_label": "positive", "true_label": "negative"}
@@ -40,7 +39,7 @@ def test_feedback_is_stored_counted_and_answered(http, trained):
     assert right.json()["wrong"] is False
     metrics = http.get("/metrics").text
     assert metric_value(metrics, "tweet_feedback_total", verdict="wrong") == before + 1
-    assert metric_value(metrics, "tweet_feedback_total", verdict="right", model=trained["lstm"].bento_tag) >= 1
+    assert metric_value(metrics, "tweet_feedback_total", verdict="right", model=trained["lstm"].label("champion")) >= 1
 
 
 @pytest.mark.parametrize(
@@ -58,7 +57,16 @@ def test_bad_feedback_is_a_400(http, body):
 
 def test_status_reports_model_and_alert(http, trained):
     status = http.post("/status", json={}).json()
-    assert status["model"] == trained["lstm"].bento_tag
+    lstm = trained["lstm"]
+    assert status["model"] == lstm.label("champion")
+    assert status["served"] == {
+        "name": lstm.name,
+        "version": lstm.version,
+        "alias": "champion",
+        "bento_tag": lstm.bento_tag,
+        "family": "lstm",
+        "mlflow_run_id": lstm.run_id,
+    }
     assert status["family"] == "lstm"
     assert (status["alert_threshold"], status["alert_window_seconds"]) == (3, 180)
     for _ in range(4):
@@ -87,13 +95,14 @@ def test_prometheus_rule_matches_the_exported_metrics(http):
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_predictions_and_feedback_are_logged_for_drift_analysis(http):
+def test_predictions_are_logged_for_the_drift_report_even_after_feedback(http, trained):
+    http.post("/feedback", json=WRONG)
     http.post("/predict", json={"tweet": "monitor me please"})
-    logs = list(Path("monitoring").glob("tweet_predictions/data/*.log"))
+    logs = list((settings().monitor_dir / "tweet_predictions" / "data").glob("*.log"))
     assert logs, "bentoml.monitor wrote no prediction log"
     records = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
-    assert any(r.get("tweet") == "monitor me please" and 0 <= r["prob_positive"] <= 1 for r in records)
-    assert list(Path("monitoring").glob("tweet_feedback/data/*.log"))
+    [record] = [r for r in records if r.get("tweet") == "monitor me please"]
+    assert 0 <= record["prob_positive"] <= 1 and record["model"] == trained["lstm"].label("champion")
 
 
 def test_azure_export_is_off_without_a_connection_string(monkeypatch):

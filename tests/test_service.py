@@ -21,7 +21,7 @@ TWEET = "@SouthwestAir best crew ever, thank you!"
 def test_class_predicts_one_and_many(service_module, trained):
     svc = service_module.TweetSentiment()
     one = svc.predict(TWEET)
-    assert one.model == trained["lstm"].bento_tag
+    assert one.model == trained["lstm"].label("champion")
     assert one.label == ("positive" if one.prob_positive >= 0.5 else "negative")
     many = svc.predict_batch([TWEET, "lost my luggage, again"])
     assert many[0].prob_positive == pytest.approx(one.prob_positive, abs=1e-5)
@@ -46,7 +46,7 @@ def test_class_keeps_its_warm_heap_out_of_the_garbage_collector(service_module, 
 def test_http_predict_and_batch(http, trained):
     one = http.post("/predict", json={"tweet": TWEET})
     assert one.status_code == 200
-    assert one.json()["model"] == trained["lstm"].bento_tag
+    assert one.json()["model"] == trained["lstm"].label("champion")
     batch = http.post("/predict_batch", json={"tweets": [TWEET, "delayed 5 hours 😡"]})
     assert batch.status_code == 200
     assert len(batch.json()) == 2
@@ -95,7 +95,7 @@ def test_health_and_custom_metrics(http, trained):
     assert http.get("/readyz").status_code == 200
     http.post("/predict", json={"tweet": TWEET})
     metrics = http.get("/metrics").text
-    assert f'model="{trained["lstm"].bento_tag}"' in metrics
+    assert f'model="{trained["lstm"].label("champion")}"' in metrics
     assert "tweet_predictions_total{" in metrics
 
 
@@ -114,9 +114,9 @@ def test_real_server_serves_any_family_by_tag(trained, family):
     tag = trained[family].bento_tag
     with running_server(f"model_tag={tag}") as url, bentoml.SyncHTTPClient(url) as client:
         one = client.predict(tweet=TWEET)
-        assert one["model"] == tag
+        assert one["model"] == trained[family].label()
         many = client.predict_batch(tweets=[TWEET, "worst flight of my life"])
-        assert [p["model"] for p in many] == [tag, tag]
+        assert [p["model"] for p in many] == [trained[family].label()] * 2
 
 
 def test_real_server_sheds_overload_with_503_and_recovers(trained):

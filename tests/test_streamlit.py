@@ -33,7 +33,7 @@ def app(service_url, monkeypatch):
 def test_page_shows_the_served_model_and_alert_state(app, trained):
     assert not app.exception
     sidebar = " ".join(m.value for m in app.sidebar.markdown)
-    assert trained["logreg"].bento_tag in sidebar
+    assert trained["logreg"].label() in sidebar
     assert len(app.sidebar.success) == 1  # no alert yet
 
 
@@ -42,7 +42,7 @@ def test_predict_then_report_wrong_sends_feedback(app, trained):
     app.button[0].click().run()  # Predict
     [metric] = app.metric
     assert metric.value in ("negative", "positive")
-    assert trained["logreg"].bento_tag in metric.label
+    assert trained["logreg"].label() in metric.label
     wrong = next(b for b in app.button if b.label == "Wrong")
     wrong.click().run()
     assert any("feedback #" in info.value for info in app.info)

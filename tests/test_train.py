@@ -6,7 +6,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
-from tweet_sentiment.registry import CHAMPION, ModelNotFound, import_to_bento, promote_if_best, resolve_model
+from tweet_sentiment.registry import import_to_bento
 
 FAMILIES = ["logreg", "lstm", "transformer"]
 RAW = ["@united you lost my bag AGAIN!!! worst airline ever 😡", "Thank you @JetBlue, the crew was amazing :)"]
@@ -75,37 +75,12 @@ def test_bento_import_keeps_mlflow_lineage(trained, family):
     assert info.signatures["predict"].batchable
 
 
-def test_champion_alias_points_at_the_best_version(trained):
-    client = MlflowClient()
-    champion = client.get_model_version_by_alias("tweet-logreg", CHAMPION)
-    assert float(champion.tags["test_accuracy"]) == pytest.approx(trained["logreg"].metrics["test_accuracy"])
-
-
-def test_champion_moves_to_a_newer_version_unless_it_is_worse(trained):
-    client = MlflowClient()
-    name, version = trained["logreg"].name, trained["logreg"].version
-    accuracy = trained["logreg"].metrics["test_accuracy"]
-    newer = client.create_model_version(name, client.get_model_version(name, version).source, trained["logreg"].run_id)
-    assert promote_if_best(name, newer.version, accuracy)  # a tie: the newer one, trained on newer code
-    assert client.get_model_version_by_alias(name, CHAMPION).version == newer.version
-    worse = client.create_model_version(name, newer.source, trained["logreg"].run_id)
-    assert not promote_if_best(name, worse.version, accuracy - 0.01)
-    assert client.get_model_version_by_alias(name, CHAMPION).version == newer.version
-
-
 def test_reimport_gives_a_new_bento_version_of_the_same_mlflow_version(trained):
     result = trained["logreg"]
     again = import_to_bento(result.name, result.version)
     assert str(again.tag) != result.bento_tag
     assert again.info.labels["mlflow_run_id"] == result.run_id
     bentoml.models.delete(again.tag)
-
-
-def test_unknown_tag_names_it_and_lists_the_store(trained):
-    with pytest.raises(ModelNotFound) as error:
-        resolve_model("tweet-nope:latest")
-    assert "tweet-nope:latest" in str(error.value)
-    assert trained["lstm"].bento_tag in str(error.value)
 
 
 @pytest.mark.slow
@@ -119,3 +94,32 @@ def test_offline_minilm_fine_tunes_registers_and_serves(trained):
     assert run.data.params["base"] == "minilm"
     probs = bentoml.mlflow.load_model(result.bento_tag).predict(RAW)
     assert len(probs) == 2 and all(0.0 <= p <= 1.0 for p in probs)
+
+
+def test_retraining_on_feedback_trains_on_it_logs_it_and_still_obeys_the_promotion_rule(trained, tmp_path, monkeypatch):
+    from train import logreg
+    from tweet_sentiment.data import load_external
+    from tweet_sentiment.feedback import FeedbackStore, connect
+
+    monkeypatch.setenv("TWEETS_FEEDBACK_DB", str(tmp_path / "feedback.db"))
+    store = FeedbackStore(engine=connect())
+    corrections = [f"@united feedback tweet number {i} about my trip" for i in range(5)]
+    for tweet in corrections:
+        store.add(tweet, "positive", "negative", True, "tweet-logreg/1")
+    store.add(load_external("tweeteval")["text"].iloc[0], "positive", None, True, None)  # an external test tweet
+
+    name = "tweet-logreg-feedback"
+    base = logreg.cli(["--model-name", name])  # full airline data: the first such version is champion
+    retrained = logreg.cli(["--model-name", name, "--with-feedback"])
+    run = MlflowClient().get_run(retrained.run_id)
+    assert run.data.params["with_feedback"] == "True" and run.data.params["feedback_rows"] == "5"
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"airline-train", "feedback"}
+    logged = mlflow.artifacts.load_dict(f"runs:/{retrained.run_id}/feedback_train.json")
+    assert sorted(text for text, _ in logged["data"]) == sorted(corrections)
+    assert {label for _, label in logged["data"]} == {0}
+
+    assert base.promoted
+    better = retrained.metrics["test_accuracy"] > base.metrics["test_accuracy"]
+    assert retrained.promoted == better  # compared on the same test split: feedback never enters it
+    decision = MlflowClient().get_model_version(name, retrained.version).tags["promotion_decision"]
+    assert "on the same airline test split" in decision

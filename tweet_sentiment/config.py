@@ -8,8 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SEED = 42
 LABELS = ("negative", "positive")  # index = class id; the models output P(positive)
-EXPERIMENT = "tweet-sentiment"
 MODEL_FAMILIES = ("logreg", "lstm", "transformer")
+PREDICTION_LOG = "tweet_predictions"  # the bentoml.monitor log of served tweets and predictions
 
 
 def _env_path(name: str, default: Path) -> Path:
@@ -25,6 +25,7 @@ class Settings:
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
     )
     artifact_dir: Path = field(default_factory=lambda: _env_path("TWEETS_ARTIFACT_DIR", ROOT / "mlruns"))
+    monitor_dir: Path = field(default_factory=lambda: _env_path("TWEETS_MONITOR_DIR", ROOT / "monitoring"))
 
 
 def settings() -> Settings:

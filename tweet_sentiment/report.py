@@ -7,10 +7,10 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from tweet_sentiment.config import EXPERIMENT, MODEL_FAMILIES, ROOT
+from tweet_sentiment.config import MODEL_FAMILIES, ROOT
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
 from tweet_sentiment.registry import CHAMPION
-from tweet_sentiment.train import setup_mlflow
+from tweet_sentiment.tracking import EXPERIMENT, setup_mlflow
 
 
 def champion_runs() -> pd.DataFrame:

@@ -1,0 +1,64 @@
+"""Request and response types of the service, shared by service.py, its tests and its clients."""
+
+from typing import Annotated, Literal
+
+from bentoml.validators import ContentType
+from pydantic import BaseModel, Field, StringConstraints
+
+from tweet_sentiment.predict import EXAMPLE_TWEETS
+
+MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
+MAX_TWEETS_PER_REQUEST = 256
+
+# Examples (OpenAPI 3.0 "example"), not defaults: the Swagger page shows them, and a request
+# without the field is a 400.
+Tweet = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TWEET_CHARS, pattern=r"^[^\x00]*$"),
+    Field(
+        description=f"Raw tweet text, 1 to {MAX_TWEET_CHARS} characters, no null bytes",
+        json_schema_extra={"example": EXAMPLE_TWEETS[0]},
+    ),
+]
+Tweets = Annotated[
+    list[Tweet],
+    Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST, json_schema_extra={"example": EXAMPLE_TWEETS}),
+]
+Label = Literal["negative", "positive"]
+
+
+class Prediction(BaseModel):
+    label: Label
+    prob_positive: float = Field(ge=0, le=1)
+    model: str = Field(description="Registered model and version that answered, e.g. tweet-lstm/3@champion")
+
+
+# Declaring the content type matters for speed: without it BentoML rebuilds the JSON schema of a
+# list output on every response to find its MIME type (20% of the server's CPU under load).
+Predictions = Annotated[list[Prediction], ContentType("application/json")]
+
+
+class FeedbackReceipt(BaseModel):
+    id: int
+    wrong: bool
+    wrong_in_window: int = Field(description="Wrong predictions reported in the alert window")
+    alert_open: bool
+
+
+class ServedModelInfo(BaseModel):
+    name: str = Field(description="Registered model in MLflow")
+    version: str = Field(description="Its version in the MLflow Model Registry")
+    alias: str | None = Field(description="The MLflow alias the server was started with, if any")
+    bento_tag: str
+    family: str
+    mlflow_run_id: str
+
+
+class Status(BaseModel):
+    model: str
+    served: ServedModelInfo
+    family: str
+    alert_open: bool
+    wrong_in_window: int
+    alert_threshold: int
+    alert_window_seconds: float
