@@ -65,3 +65,32 @@ def test_missing_file_and_single_class_are_errors(tmp_path):
         data.load_csv(tmp_path / "nope.csv")
     with pytest.raises(data.DataError, match="both positive and negative"):
         data.split(pd.DataFrame({"text": ["a", "b", "c"], "label": [1, 1, 1]}))
+
+
+def test_feedback_joins_training_only_deduplicated_and_never_a_held_out_tweet():
+    parts = data.split(data.load_dataset("airline", sample=500))
+    external = data.load_external("sentiment140_manual")
+    in_train, in_test = parts.train["text"].iloc[0], parts.test["text"].iloc[0]
+    feedback = pd.DataFrame(
+        {
+            "text": ["new tweet one", "NEW tweet   one", "new tweet two", in_train, in_test, external["text"].iloc[0]],
+            "label": [0, 1, 1, 1 - int(parts.train["label"].iloc[0]), 1, 1],
+        }
+    )
+    merged, kept = data.add_feedback(parts, feedback, [parts.val, parts.test, external])
+    assert list(kept["text"]) == ["NEW tweet   one", "new tweet two", in_train]  # the latest of a duplicate wins
+    assert list(kept["label"])[:2] == [1, 1]
+    assert len(merged.train) == len(parts.train) + 2  # the training row of `in_train` is replaced
+    corrected = merged.train[merged.train["text"] == in_train]
+    assert list(corrected["label"]) == [1 - int(parts.train["label"].iloc[0])]
+    assert merged.test is parts.test and merged.val is parts.val
+
+
+@pytest.mark.parametrize(
+    ("texts", "error"), [([], "no feedback yet"), (["@x held out"], "every feedback tweet is in a validation or test")]
+)
+def test_feedback_that_adds_nothing_is_a_clear_error(texts, error):
+    parts = data.split(data.load_dataset("airline", sample=300))
+    held_out = pd.DataFrame({"text": ["@y held out"], "label": [0]})  # the same tweet once cleaned
+    with pytest.raises(data.DataError, match=error):
+        data.add_feedback(parts, pd.DataFrame({"text": texts, "label": [1] * len(texts)}), [held_out])

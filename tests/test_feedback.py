@@ -150,3 +150,14 @@ def test_settings_come_from_the_environment(monkeypatch):
     monkeypatch.setenv("TWEETS_ALERT_THRESHOLD", "10")
     monkeypatch.setenv("TWEETS_ALERT_WINDOW_SECONDS", "60")
     assert AlertRule.from_env() == AlertRule(threshold=10, window_seconds=60)
+
+
+def test_feedback_becomes_labelled_tweets(store):
+    store.add("said right", "positive", None, False, None)
+    store.add("said wrong", "positive", None, True, None)
+    store.add("corrected", "negative", "positive", True, None)
+    assert [(r["text"], r["label"]) for r in store.labelled()] == [
+        ("said right", 1),
+        ("said wrong", 0),  # wrong flips a binary label
+        ("corrected", 1),
+    ]

@@ -8,6 +8,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from tweet_sentiment.config import SEED, settings
+from tweet_sentiment.text import clean_tweet
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,33 @@ def split(frame: pd.DataFrame, val: float = 0.1, test: float = 0.1, seed: int = 
     rest, test_frame = train_test_split(frame, test_size=test, stratify=frame["label"], random_state=seed)
     train, val_frame = train_test_split(rest, test_size=val / (1 - test), stratify=rest["label"], random_state=seed)
     return Split(*(f.reset_index(drop=True) for f in (train, val_frame, test_frame)))
+
+
+def add_feedback(parts: Split, feedback: pd.DataFrame, held_out: list[pd.DataFrame]) -> tuple[Split, pd.DataFrame]:
+    """Add labelled feedback to the training split only: one row per tweet (the latest feedback wins),
+    never a tweet of a validation or test set, and replacing the training row of the same tweet.
+
+    Tweets are compared after cleaning, so case, spacing, URLs and mentions do not hide a duplicate.
+    Returns the new split and the feedback rows that went in.
+    """
+    if feedback.empty:
+        raise DataError("--with-feedback: the feedback store has no feedback yet; collect some with POST /feedback")
+    key = feedback["text"].map(clean_tweet)
+    feedback = feedback.assign(key=key).drop_duplicates("key", keep="last")
+    held_out_keys = set().union(*(set(frame["text"].map(clean_tweet)) for frame in held_out))
+    kept = feedback[~feedback["key"].isin(held_out_keys)]
+    log.info(
+        "feedback: %d rows, %d distinct tweets, %d kept (%d in a validation or test set)",
+        len(key),
+        len(feedback),
+        len(kept),
+        len(feedback) - len(kept),
+    )
+    if kept.empty:
+        raise DataError("--with-feedback: every feedback tweet is in a validation or test set; nothing to train on")
+    train = parts.train[~parts.train["text"].map(clean_tweet).isin(set(kept["key"]))]
+    kept = kept[["text", "label"]].reset_index(drop=True)
+    return Split(pd.concat([train, kept], ignore_index=True), parts.val, parts.test), kept
 
 
 def load_external(name: str) -> pd.DataFrame:

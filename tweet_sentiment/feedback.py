@@ -204,6 +204,24 @@ class FeedbackStore:
                 .values(last_error=error, claimed_until=self.clock() + retry_in)
             )
 
+    def labelled(self) -> list[dict]:
+        """Every feedback as ``text``/``label`` (1 positive) rows, oldest first: the true label when given,
+        else the predicted label, flipped when reported wrong."""
+        query = select(feedback_table).order_by(feedback_table.c.created_at, feedback_table.c.id)
+        with self.engine.connect() as db:
+            rows = db.execute(query).all()
+        flip = {"positive": "negative", "negative": "positive"}
+        return [
+            {
+                "text": row.tweet,
+                "label": int(
+                    (row.true_label or (flip[row.predicted_label] if row.wrong else row.predicted_label)) == "positive"
+                ),
+                "created_at": row.created_at,
+            }
+            for row in rows
+        ]
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as db:
             total = db.execute(select(func.count()).select_from(feedback_table)).scalar()
