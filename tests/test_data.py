@@ -41,7 +41,7 @@ def test_user_csv_accepts_names_and_numbers(tmp_path):
     path = tmp_path / "mine.csv"
     pd.DataFrame({"text": ["good", "bad", "fine", "  "], "label": ["Positive", "neg", 1, 0]}).to_csv(path, index=False)
     frame = data.load_dataset(str(path))
-    assert frame.to_dict("list") == {"text": ["good", "bad", "fine"], "label": [1, 0, 1]}
+    assert frame.to_dict("list") == {"text": ["good", "bad", "fine"], "label": [1, 0, 1], "source": ["mine"] * 3}
 
 
 @pytest.mark.parametrize(
@@ -94,3 +94,26 @@ def test_feedback_that_adds_nothing_is_a_clear_error(texts, error):
     held_out = pd.DataFrame({"text": ["@y held out"], "label": [0]})  # the same tweet once cleaned
     with pytest.raises(data.DataError, match=error):
         data.add_feedback(parts, pd.DataFrame({"text": texts, "label": [1] * len(texts)}), [held_out])
+
+
+def test_datasets_join_deduplicated_and_split_by_label_and_source(tmp_path):
+    path = tmp_path / "mine.csv"
+    airline = data.load_airline()
+    mine = pd.DataFrame({"text": [*airline["text"].head(3).str.upper(), "brand new"], "label": [0, 0, 1, 1]})
+    mine.to_csv(path, index=False)
+    alone, joined = data.load_dataset("airline"), data.load_dataset(f"airline+{path}")
+    assert len(alone) == 11_302  # 239 airline tweets are there twice once cleaned (retweets, copies)
+    assert len(joined) == len(alone) + 1  # the three airline tweets again (in capitals) are dropped
+    assert joined["source"].value_counts().to_dict() == {"airline": len(alone), "mine": 1}
+    both = data.load_dataset("airline+sentiment140", sample=3_000)
+    parts = data.split(both)
+    for part in (parts.train, parts.val, parts.test):
+        shares = part.groupby("source")["label"].mean()
+        assert abs(shares["airline"] - 0.205) < 0.03 and abs(shares["sentiment140"] - 0.5) < 0.03
+        assert abs((part["source"] == "airline").mean() - (both["source"] == "airline").mean()) < 0.02
+
+
+def test_targets_are_soft_when_distilled():
+    frame = pd.DataFrame({"label": [0, 1]})
+    assert data.targets(frame).tolist() == [0.0, 1.0]
+    assert data.targets(frame.assign(target=[0.25, 0.75])).tolist() == [0.25, 0.75]

@@ -2,6 +2,7 @@
 
 import bentoml
 import mlflow
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
@@ -123,3 +124,24 @@ def test_retraining_on_feedback_trains_on_it_logs_it_and_still_obeys_the_promoti
     assert retrained.promoted == better  # compared on the same test split: feedback never enters it
     decision = MlflowClient().get_model_version(name, retrained.version).tags["promotion_decision"]
     assert "on the same airline test split" in decision
+
+
+def test_distilled_lstm_learns_the_teachers_probabilities_on_the_noisy_source(trained, tmp_path, monkeypatch):
+    from train import lstm
+    from tweet_sentiment import data
+
+    monkeypatch.setenv("TWEETS_CACHE_DIR", str(tmp_path))
+    argv = ["--dataset", "airline+sentiment140", "--sample", "400", "--teacher", "tweet-logreg@champion"]
+    result = lstm.cli([*argv, "--epochs", "1", "--units", "8", "--no-bento"])
+    run = MlflowClient().get_run(result.run_id)
+    teacher = trained["logreg"].label()
+    assert run.data.params["teacher"] == teacher and run.data.params["dataset"] == "airline+sentiment140"
+    parts = data.split(data.load_dataset("airline+sentiment140", 400))
+    noisy = parts.train[parts.train["source"] == "sentiment140"]
+    assert run.data.params["distilled_rows"] == str(len(noisy)) and len(noisy) > 100
+    [cache] = (tmp_path / "teacher").glob(f"{trained['logreg'].name}-v{trained['logreg'].version}-*.npy")
+    teacher_model = mlflow.pyfunc.load_model(f"models:/{trained['logreg'].name}/{trained['logreg'].version}")
+    assert np.load(cache) == pytest.approx(teacher_model.predict(noisy["text"].tolist()), abs=1e-6)
+    for metric in ("test_airline_accuracy", "test_sentiment140_accuracy", "tweeteval_val_accuracy"):
+        assert 0 <= run.data.metrics[metric] <= 1
+    assert not result.promoted  # sampled

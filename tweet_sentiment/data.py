@@ -1,9 +1,11 @@
 """Load tweet datasets as ``text``/``label`` frames (label 0 = negative, 1 = positive) and split them."""
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -13,7 +15,6 @@ from tweet_sentiment.text import clean_tweet
 log = logging.getLogger(__name__)
 
 LABEL_NAMES = {"0": 0, "negative": 0, "neg": 0, "1": 1, "positive": 1, "pos": 1}
-DATASETS = ("airline", "sentiment140")
 EXTERNAL_TEST_SETS = ("tweeteval", "sentiment140_manual")
 
 
@@ -86,27 +87,76 @@ def load_sentiment140(folder: Path | None = None) -> pd.DataFrame:
     return _frame(pd.Series(pos + neg), pd.Series([1] * len(pos) + [0] * len(neg)), str(folder))
 
 
+def _strata(frame: pd.DataFrame) -> pd.Series:
+    """Label and source: every split and sample keeps the class balance of every source."""
+    return frame["label"].astype(str) + frame["source"] if "source" in frame else frame["label"]
+
+
 def subsample(frame: pd.DataFrame, size: int | None, seed: int = SEED) -> pd.DataFrame:
     """A stratified sample of ``size`` rows (the whole frame when size is None or larger)."""
     if not size or size >= len(frame):
         return frame
-    sample, _ = train_test_split(frame, train_size=size, stratify=frame["label"], random_state=seed)
+    sample, _ = train_test_split(frame, train_size=size, stratify=_strata(frame), random_state=seed)
     return sample.reset_index(drop=True)
 
 
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    load: Callable[[], pd.DataFrame]
+    noisy_labels: bool = False  # labels a teacher model may replace (distillation)
+
+
+DATASETS = {
+    d.name: d
+    for d in (Dataset("airline", lambda: load_airline()), Dataset("sentiment140", lambda: load_sentiment140(), True))
+}
+
+
 def load_dataset(name: str, sample: int | None = None) -> pd.DataFrame:
-    """A training set by name (``airline``, ``sentiment140``) or CSV path, optionally a stratified sample."""
-    loaders = {"airline": load_airline, "sentiment140": load_sentiment140}
-    return subsample(loaders[name]() if name in loaders else load_csv(name), sample)
+    """A training set: a dataset name, a CSV path, or several joined by ``+`` (``airline+sentiment140``).
+
+    Rows get a ``source`` column; a tweet found twice (after cleaning) is kept once, first come.
+    """
+    frames = []
+    for part in name.split("+"):
+        frame = DATASETS[part].load() if part in DATASETS else load_csv(part)
+        frames.append(frame.assign(source=part if part in DATASETS else Path(part).stem))
+    frame = pd.concat(frames, ignore_index=True)
+    duplicated = frame["text"].map(clean_tweet).duplicated()
+    if duplicated.any():
+        log.info("%s: dropping %d duplicate tweets", name, int(duplicated.sum()))
+        frame = frame[~duplicated].reset_index(drop=True)
+    return subsample(frame, sample)
 
 
 def split(frame: pd.DataFrame, val: float = 0.1, test: float = 0.1, seed: int = SEED) -> Split:
-    """Stratified train/validation/test split with a fixed seed."""
+    """Train/validation/test split with a fixed seed, stratified by label and source."""
     if frame["label"].nunique() < 2:
         raise DataError("need both positive and negative tweets to train")
-    rest, test_frame = train_test_split(frame, test_size=test, stratify=frame["label"], random_state=seed)
-    train, val_frame = train_test_split(rest, test_size=val / (1 - test), stratify=rest["label"], random_state=seed)
+    strata = _strata(frame)
+    rest, test_frame = train_test_split(frame, test_size=test, stratify=strata, random_state=seed)
+    train, val_frame = train_test_split(
+        rest, test_size=val / (1 - test), stratify=strata[rest.index], random_state=seed
+    )
     return Split(*(f.reset_index(drop=True) for f in (train, val_frame, test_frame)))
+
+
+def targets(frame: pd.DataFrame) -> np.ndarray:
+    """What a model that can learn probabilities fits: the soft ``target`` when distilled, else the label."""
+    return frame["target" if "target" in frame else "label"].to_numpy(dtype="float32")
+
+
+def load_tweeteval_val() -> pd.DataFrame:
+    """TweetEval's validation split, binary: a general-domain set for model selection, never for training."""
+    return _tweeteval("val")
+
+
+def _tweeteval(part: str) -> pd.DataFrame:
+    folder = settings().data_dir / "tweeteval_sentiment"
+    frame = pd.DataFrame({"text": _lines(folder / f"{part}_text.txt"), "label": _lines(folder / f"{part}_labels.txt")})
+    frame = frame[frame["label"].str.strip() != "1"]
+    return _frame(frame["text"], frame["label"].str.strip().map({"0": 0, "2": 1}), f"{folder}/{part}")
 
 
 def add_feedback(parts: Split, feedback: pd.DataFrame, held_out: list[pd.DataFrame]) -> tuple[Split, pd.DataFrame]:
@@ -133,19 +183,15 @@ def add_feedback(parts: Split, feedback: pd.DataFrame, held_out: list[pd.DataFra
         raise DataError("--with-feedback: every feedback tweet is in a validation or test set; nothing to train on")
     train = parts.train[~parts.train["text"].map(clean_tweet).isin(set(kept["key"]))]
     kept = kept[["text", "label"]].reset_index(drop=True)
-    return Split(pd.concat([train, kept], ignore_index=True), parts.val, parts.test), kept
+    return Split(pd.concat([train, kept.assign(source="feedback")], ignore_index=True), parts.val, parts.test), kept
 
 
 def load_external(name: str) -> pd.DataFrame:
     """An external test set, binary (neutral dropped). Evaluate on it; never train or tune on it."""
-    root = settings().data_dir
     if name == "tweeteval":
-        folder = root / "tweeteval_sentiment"
-        frame = pd.DataFrame({"text": _lines(folder / "test_text.txt"), "label": _lines(folder / "test_labels.txt")})
-        frame = frame[frame["label"].str.strip() != "1"]
-        return _frame(frame["text"], frame["label"].str.strip().map({"0": 0, "2": 1}), str(folder))
+        return _tweeteval("test")
     if name == "sentiment140_manual":
-        path = root / "sentiment140_manual_test" / "testdata.manual.2009.06.14.csv"
+        path = settings().data_dir / "sentiment140_manual_test" / "testdata.manual.2009.06.14.csv"
         frame = pd.read_csv(path, header=None, names=["label", "text"])
         frame = frame[frame["label"] != 2]
         return _frame(frame["text"], frame["label"].map({0: 0, 4: 1}), str(path))

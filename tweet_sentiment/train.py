@@ -5,7 +5,6 @@ import logging
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from importlib.metadata import version
 from pathlib import Path
@@ -14,8 +13,10 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from tweet_sentiment import data, evaluate
+from tweet_sentiment import behaviour, data, evaluate
 from tweet_sentiment.config import SEED
+from tweet_sentiment.distil import distil
+from tweet_sentiment.family import ModelFamily
 from tweet_sentiment.feedback import FeedbackStore
 from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import Evaluation, fingerprint, import_to_bento, model_label, promote_if_better
@@ -25,15 +26,6 @@ from tweet_sentiment.tracking import setup_mlflow
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REQUIREMENTS = {
-    "logreg": ["scikit-learn", "joblib"],
-    "lstm": ["tensorflow-cpu", "keras"],
-    "transformer": ["torch", "transformers"],
-}
-
-Curves = dict[str, list[float]]
-FitFn = Callable[[data.Split, Any, Path], Curves]
-"""Train on the split with the config, save the model into the folder, return per-epoch/step curves."""
 
 
 @dataclass(frozen=True)
@@ -49,21 +41,21 @@ class TrainedModel:
         return model_label(self.name, self.version, alias)
 
 
-def log_model(family: str, folder: Path, name: str) -> mlflow.models.model.ModelInfo:
+def log_model(family: ModelFamily, config: Any, folder: Path, name: str) -> mlflow.models.model.ModelInfo:
     """Log the saved model in ``folder`` as the shared pyfunc (raw tweets in) and register it as ``name``."""
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=PACKAGE_DIR / "mlflow_model.py",
         artifacts={"model": str(folder)},
-        model_config={"family": family},
+        model_config={"family": family.name, "predictor": family.predictor_settings(config)},
         code_paths=[str(PACKAGE_DIR)],
         input_example=EXAMPLE_TWEETS,
-        pip_requirements=[f"{p}=={version(p)}" for p in ["mlflow", "numpy", "pandas", *REQUIREMENTS[family]]],
+        pip_requirements=[f"{p}=={version(p)}" for p in ["mlflow", "numpy", "pandas", *family.requirements]],
         registered_model_name=name,
     )
 
 
-def _log_curves(curves: Curves) -> None:
+def _log_curves(curves: dict[str, list[float]]) -> None:
     for key, values in curves.items():
         for step, value in enumerate(values):
             mlflow.log_metric(f"curve_{key}", value, step=step)
@@ -71,60 +63,77 @@ def _log_curves(curves: Curves) -> None:
         mlflow.log_figure(evaluate.curves_figure(curves), "training_curves.png")
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    parts: data.Split  # what the model is fitted on (validation: internal + TweetEval val)
+    sets: dict[str, pd.DataFrame]  # what it is evaluated on, by name
+    params: dict[str, Any]  # what describes it, for MLflow
+    feedback: pd.DataFrame | None
+
+
+def prepare_data(
+    dataset: str, sample: int | None, with_feedback: bool = False, teacher: str | None = None
+) -> TrainingData:
+    """Load, deduplicate and split the dataset; add feedback, relabel by a teacher; name the evaluation sets."""
+    parts = data.split(data.load_dataset(dataset, sample))
+    externals = {n: data.load_external(n) for n in data.EXTERNAL_TEST_SETS}
+    general_val = data.load_tweeteval_val()  # for model selection (early stopping) only
+    params: dict[str, Any] = {"dataset": dataset, "sample": sample, "seed": SEED, "teacher": teacher}
+    feedback = None
+    if with_feedback:
+        held_out = [parts.val, parts.test, general_val, *externals.values()]
+        parts, feedback = data.add_feedback(parts, pd.DataFrame(FeedbackStore().labelled()), held_out)
+    if teacher:
+        parts, params["teacher"], params["distilled_rows"] = distil(parts, teacher)
+    params |= {"with_feedback": with_feedback, "feedback_rows": 0 if feedback is None else len(feedback)}
+    params |= {
+        f"{name}_rows": len(frame)
+        for name, frame in zip(("train", "val", "test"), (parts.train, parts.val, parts.test), strict=True)
+    }
+    # A sampled (quick) run evaluates on equally small samples of the external sets.
+    sets = {"val": parts.val, "test": parts.test, "tweeteval_val": data.subsample(general_val, sample)}
+    if parts.test["source"].nunique() > 1:  # each source's share of the held-out split, e.g. test_airline
+        sets |= {f"test_{source}": frame for source, frame in parts.test.groupby("source")}
+    sets |= {name: data.subsample(frame, sample) for name, frame in externals.items()}
+    fit_parts = data.Split(parts.train, pd.concat([parts.val, general_val], ignore_index=True), parts.test)
+    return TrainingData(fit_parts, sets, params, feedback)
+
+
 def run(
-    family: str,
-    name: str,
+    family: ModelFamily,
     config: Any,
-    fit: FitFn,
     dataset: str = "airline",
     sample: int | None = None,
     with_feedback: bool = False,
+    teacher: str | None = None,
     to_bento: bool = True,
 ) -> TrainedModel:
     """Train one model and take it all the way from data to the BentoML store."""
     setup_mlflow()
-    parts = data.split(data.load_dataset(dataset, sample))
-    externals = {n: data.load_external(n) for n in data.EXTERNAL_TEST_SETS}
-    feedback = None
-    if with_feedback:
-        parts, feedback = data.add_feedback(
-            parts, pd.DataFrame(FeedbackStore().labelled()), [parts.val, parts.test, *externals.values()]
-        )
-    # A sampled (quick) run evaluates on equally small samples of the external sets.
-    sets = {"val": parts.val, "test": parts.test} | {n: data.subsample(f, sample) for n, f in externals.items()}
+    prepared = prepare_data(dataset, sample, with_feedback, teacher)
+    parts, sets, name = prepared.parts, prepared.sets, config.model_name
     with mlflow.start_run(run_name=name) as active, tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / family
+        folder = Path(tmp) / family.name
         folder.mkdir()
-        mlflow.set_tags({"family": family, "registered_model": name})
-        mlflow.log_params(
-            {
-                **asdict(config),
-                "dataset": dataset,
-                "sample": sample,
-                "with_feedback": with_feedback,
-                "feedback_rows": 0 if feedback is None else len(feedback),
-                "seed": SEED,
-                "train_rows": len(parts.train),
-                "val_rows": len(parts.val),
-                "test_rows": len(parts.test),
-            }
-        )
+        mlflow.set_tags({"family": family.name, "registered_model": name})
+        mlflow.log_params(asdict(config) | prepared.params)
         mlflow.log_input(mlflow.data.from_pandas(parts.train, name=f"{dataset}-train"), context="training")
-        if feedback is not None:
-            mlflow.log_input(mlflow.data.from_pandas(feedback, name="feedback"), context="training")
-            mlflow.log_table(feedback, "feedback_train.json")  # exactly which corrections went in
+        if prepared.feedback is not None:
+            mlflow.log_input(mlflow.data.from_pandas(prepared.feedback, name="feedback"), context="training")
+            mlflow.log_table(prepared.feedback, "feedback_train.json")  # exactly which corrections went in
         vocabulary = Counter(token for tweet in clean_tweets(parts.train["text"].tolist()) for token in tweet.split())
         mlflow.log_text("\n".join(f"{t}\t{c}" for t, c in vocabulary.most_common()), "training_vocabulary.tsv")
         log.info("training %s on %d tweets", name, len(parts.train))
         start = time.perf_counter()
-        curves = fit(parts, config, folder)
+        curves = family.fit(parts, config, folder)
         mlflow.log_metric("train_seconds", time.perf_counter() - start)
         _log_curves(curves)
-        info = log_model(family, folder, name)
+        info = log_model(family, config, folder, name)
         # Evaluate the logged model, exactly what will be served, not the in-memory one.
         model = mlflow.pyfunc.load_model(info.model_uri)
         metrics, probs = evaluate.evaluate(model.predict, sets)
         metrics |= evaluate.latency_ms(model.predict, parts.test["text"].tolist())
+        metrics |= {f"behaviour_{name}": rate for name, rate in behaviour.pass_rates(model.predict).items()}
         mlflow.log_metrics(metrics)
         for set_name, set_probs in probs.items():
             fig = evaluate.confusion_figure(sets[set_name]["label"].to_numpy(), set_probs, f"{name}: {set_name}")
@@ -140,10 +149,14 @@ def run(
     )
 
 
-def main(family: str, config_type: type, fit: FitFn, argv: list[str] | None = None) -> TrainedModel:
+def main(family: ModelFamily, argv: list[str] | None = None) -> TrainedModel:
     """Command line for one trainer: its config fields become flags, plus the data options."""
-    parser = argparse.ArgumentParser(description=f"Train the {family} tweet sentiment model.")
-    parser.add_argument("--dataset", default="airline", help="airline, sentiment140, or a CSV with text,label")
+    config_type = family.config
+    parser = argparse.ArgumentParser(description=f"Train the {family.name} tweet sentiment model.")
+    parser.add_argument(
+        "--dataset", default="airline", help="airline, sentiment140, a CSV with text,label, or several joined by +"
+    )
+    parser.add_argument("--teacher", help="relabel noisy sources with this model, e.g. tweet-minilm@champion")
     parser.add_argument("--sample", type=int, help="use a stratified sample of this many tweets")
     parser.add_argument(
         "--with-feedback", action="store_true", help="add the labelled feedback of the feedback store to training"
@@ -154,4 +167,4 @@ def main(family: str, config_type: type, fit: FitFn, argv: list[str] | None = No
     args = parser.parse_args(argv)
     config = config_type(**{f.name: getattr(args, f.name) for f in fields(config_type)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(family, config.model_name, config, fit, args.dataset, args.sample, args.with_feedback, not args.no_bento)
+    return run(family, config, args.dataset, args.sample, args.with_feedback, args.teacher, not args.no_bento)

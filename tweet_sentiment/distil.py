@@ -1,0 +1,63 @@
+"""Distillation (Tang et al. 2019): a teacher model's P(positive) replaces noisy training labels.
+
+The noisy-labelled sources (Sentiment140's emoticon labels) are relabelled by the teacher, usually
+the fine-tuned transformer's champion, so a fast student (the LSTM) learns its judgement on many
+more tweets. Scores are cached per teacher version and texts: MiniLM takes ~15 min for 100k
+tweets on 2 cores.
+"""
+
+import hashlib
+import logging
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+
+from tweet_sentiment.config import settings
+from tweet_sentiment.data import DATASETS, Split
+
+log = logging.getLogger(__name__)
+
+
+def teacher_version(spec: str) -> tuple[str, str]:
+    """``name@alias`` or ``name/version`` -> (name, version) in the registry."""
+    client = MlflowClient(settings().tracking_uri)
+    if "@" in spec:
+        name, alias = spec.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, version = spec.split("/", 1)
+    return name, str(client.get_model_version(name, version).version)
+
+
+def teacher_probabilities(name: str, version: str, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """The teacher's P(positive) for each text, from the cache when it scored these texts before."""
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cache = settings().cache_dir / "teacher" / f"{name}-v{version}-{digest}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    from tqdm import tqdm
+
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    order = np.argsort([len(t) for t in texts])  # similar lengths together: little padding
+    probs = np.empty(len(texts))
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"teacher {name}/{version}", unit="batch"):
+        index = order[start : start + batch_size]
+        probs[index] = model.predict([texts[i] for i in index])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, probs)
+    return probs
+
+
+def distil(parts: Split, teacher: str) -> tuple[Split, str, int]:
+    """The split with its noisy-labelled training rows relabelled by the teacher: a soft ``target``
+    (P(positive)) and the hard ``label`` it rounds to. Returns the split, the teacher's
+    ``name/version`` and how many rows were relabelled."""
+    name, version = teacher_version(teacher)
+    train = parts.train.assign(target=parts.train["label"].astype(float))
+    noisy = train["source"].map(lambda source: source in DATASETS and DATASETS[source].noisy_labels)
+    if noisy.any():
+        probs = teacher_probabilities(name, version, train.loc[noisy, "text"].tolist())
+        train.loc[noisy, "target"] = probs
+        train.loc[noisy, "label"] = (probs >= 0.5).astype(int)
+    log.info("teacher %s/%s relabelled %d of %d training tweets", name, version, int(noisy.sum()), len(train))
+    return Split(train, parts.val, parts.test), f"{name}/{version}", int(noisy.sum())
