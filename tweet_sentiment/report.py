@@ -7,8 +7,10 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 
-from tweet_sentiment.config import MODEL_FAMILIES, ROOT
+from tweet_sentiment import behaviour
+from tweet_sentiment.config import ROOT
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
+from tweet_sentiment.predict import FAMILIES
 from tweet_sentiment.registry import CHAMPION
 from tweet_sentiment.tracking import EXPERIMENT, setup_mlflow
 
@@ -33,6 +35,8 @@ def champion_runs() -> pd.DataFrame:
                 "run_id": run.info.run_id,
                 "family": run.data.tags.get("family", ""),
                 "base": run.data.params.get("base", ""),
+                "dataset": run.data.params.get("dataset", ""),
+                "teacher": run.data.params.get("teacher") if run.data.params.get("teacher") != "None" else None,
                 "train_rows": int(run.data.params.get("train_rows", 0)),
                 **run.data.metrics,
             }
@@ -40,23 +44,29 @@ def champion_runs() -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    return frame.sort_values("family", key=lambda f: f.map(MODEL_FAMILIES.index)).reset_index(drop=True)
+    return frame.sort_values("family", key=lambda f: f.map(list(FAMILIES).index)).reset_index(drop=True)
 
 
 def results_table(runs: pd.DataFrame) -> str:
-    """Markdown: accuracy/F1/AUC/specificity on the internal test split and both external sets."""
-    sets = ["test", *EXTERNAL_TEST_SETS]
-    header = ["model", "train s", "ms/tweet (1 / batched)"] + [f"{s} acc / F1 / AUC / spec" for s in sets]
+    """Markdown: accuracy/F1/AUC/specificity on the held-out split, its airline tweets and both external sets,
+    then the behavioural pass rates."""
+    sets = ["test", "test_airline", *EXTERNAL_TEST_SETS]
+    capabilities = [c.name for c in behaviour.suite()]
+    header = ["model", "data", "train s", "ms/tweet (1 / batched)"]
+    header += [f"{s} acc / F1 / AUC / spec" for s in sets] + ["behaviour: " + " / ".join(capabilities)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, run in runs.iterrows():
         cells = [
             f"`{run['model']}` v{run['version']}",
+            run["dataset"] + (f" (teacher {run['teacher']})" if run.get("teacher") else ""),
             f"{run['train_seconds']:.0f}",
             f"{run['ms_per_tweet_single']:.2f} / {run['ms_per_tweet_batched']:.3f}",
         ]
-        cells += [
-            " / ".join(f"{run[f'{s}_{m}']:.3f}" for m in ("accuracy", "f1", "roc_auc", "specificity")) for s in sets
-        ]
+        for name in sets:
+            name = name if f"{name}_accuracy" in run and pd.notna(run[f"{name}_accuracy"]) else "test"
+            cells.append(" / ".join(f"{run[f'{name}_{m}']:.3f}" for m in ("accuracy", "f1", "roc_auc", "specificity")))
+        rates = [run.get(f"behaviour_{c}") for c in capabilities]
+        cells.append(" / ".join("-" if r is None or pd.isna(r) else f"{r:.2f}" for r in rates))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
