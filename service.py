@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
 from tweet_sentiment.feedback import FeedbackStore
+from tweet_sentiment.language import detect_language, language_warning
 from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import resolve_model
 from tweet_sentiment.schemas import (
@@ -87,8 +88,16 @@ class TweetSentiment:
         return self.ready
 
     def _predict(self, tweets: list[str]) -> list[Prediction]:
+        languages = [detect_language(tweet) for tweet in tweets]
         predictions = [
-            Prediction(label=LABELS[int(p >= 0.5)], prob_positive=p, model=self.tag) for p in self.model.predict(tweets)
+            Prediction(
+                label=LABELS[int(p >= 0.5)],
+                prob_positive=p,
+                model=self.tag,
+                language=language,
+                warning=language_warning(language),
+            )
+            for p, language in zip(self.model.predict(tweets), languages, strict=True)
         ]
         # Inputs and outputs, for the drift report. Raw text goes in as "categorical": BentoML's monitor
         # knows no text type and would log a warning per tweet for one.

@@ -156,3 +156,14 @@ def test_unknown_tag_fails_at_start_naming_it_and_the_store(trained):
     output = cli.stdout + cli.stderr
     assert "tweet-nope:v1" in output
     assert trained["logreg"].bento_tag in output
+
+
+def test_non_english_tweets_are_flagged_not_silently_guessed(http):
+    french = "Le vol a été annulé, je suis très mécontent !"
+    english = "@united thanks for the upgrade, the crew was fantastic!"
+    answers = http.post("/predict_batch", json={"tweets": [french, english, "@united 😡😡", TWEET]}).json()
+    assert answers[0]["language"] == "fr" and "English-only" in answers[0]["warning"]
+    assert answers[1]["language"] == "en" and answers[1]["warning"] is None
+    assert [a["language"] for a in answers[2:]] == [None, None]  # nothing, or too little, to tell: no claim
+    assert [a["warning"] for a in answers[2:]] == [None, None]
+    assert http.post("/predict", json={"tweet": french}).json()["language"] == "fr"

@@ -14,3 +14,13 @@ def test_emoji_are_kept_and_odd_input_never_fails():
     assert clean_tweet("love it 😍") == "love it 😍"
     assert clean_tweet("\u202e\ufeff\x00") == ""
     assert clean_tweets(["A", "b"]) == ["a", "b"]
+
+
+def test_language_is_identified_with_confidence_only():
+    from tweet_sentiment.language import detect_language, language_warning
+
+    assert detect_language("@united thanks, the crew was fantastic http://t.co/x #happy") == "en"
+    assert detect_language("Das Essen war schrecklich und der Service langsam") == "de"
+    assert detect_language("@united #") is None
+    assert language_warning("en") is None and language_warning(None) is None
+    assert "'de', not English" in language_warning("de")

@@ -31,6 +31,10 @@ class Prediction(BaseModel):
     label: Label
     prob_positive: float = Field(ge=0, le=1)
     model: str = Field(description="Registered model and version that answered, e.g. tweet-lstm/3@champion")
+    language: str | None = Field(
+        default=None, description="ISO 639-1 language of the tweet; null when too short or mixed to tell"
+    )
+    warning: str | None = Field(default=None, description="Set when the prediction is unreliable, e.g. not English")
 
 
 # Declaring the content type matters for speed: without it BentoML rebuilds the JSON schema of a
