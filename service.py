@@ -25,6 +25,7 @@ from tweet_sentiment.registry import resolve_model
 from tweet_sentiment.schemas import (
     FeedbackReceipt,
     Label,
+    ModelName,
     Prediction,
     Predictions,
     ServedModelInfo,
@@ -32,7 +33,7 @@ from tweet_sentiment.schemas import (
     Tweet,
     Tweets,
 )
-from tweet_sentiment.serving import LoadShedding, tune_gc_for_serving
+from tweet_sentiment.serving import JSONOnly, LoadShedding, RequireToken, private_prometheus_dir, tune_gc_for_serving
 from tweet_sentiment.telemetry import configure_azure_monitor
 
 
@@ -44,6 +45,7 @@ class ServiceArgs(BaseModel):
 
 
 args = bentoml.use_arguments(ServiceArgs)
+private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 
 predictions_total = bentoml.metrics.Counter(
@@ -126,7 +128,7 @@ class TweetSentiment:
         predicted_label: Label,
         true_label: Label | None = None,
         wrong: bool | None = None,
-        model: str | None = None,
+        model: ModelName | None = None,
     ) -> FeedbackReceipt:
         """Report on a prediction: give the true label, or `wrong: true`. Stored durably."""
         if true_label is None and wrong is None:
@@ -136,7 +138,10 @@ class TweetSentiment:
             raise InvalidArgument(f"wrong={wrong} contradicts true_label={true_label} for {predicted_label=}")
         model = model or self.tag
         feedback_id = self.feedback_store.add(tweet, predicted_label, true_label, is_wrong, model)
-        feedback_total.labels(verdict="wrong" if is_wrong else "right", model=model).inc()
+        # Only the served model is a label value: a client's free text must not create metric series.
+        feedback_total.labels(
+            verdict="wrong" if is_wrong else "right", model=self.tag if model == self.tag else "other"
+        ).inc()
         state = self.feedback_store.evaluate()
         if state.opened_now:
             self.alerts.wake()  # the e-mail goes out from the sender thread, never in this request
@@ -149,8 +154,8 @@ class TweetSentiment:
 
     @bentoml.api
     def status(self) -> Status:
-        """The served model and the alert state, for dashboards and the Streamlit page."""
-        state = self.feedback_store.evaluate()
+        """The served model and the alert state, for dashboards and the Streamlit page (reads only)."""
+        state = self.feedback_store.state()
         return Status(
             model=self.tag,
             served=ServedModelInfo(
@@ -170,3 +175,6 @@ class TweetSentiment:
 
 
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
+TweetSentiment.add_asgi_middleware(JSONOnly)
+if token := settings().feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
+    TweetSentiment.add_asgi_middleware(RequireToken, token=token, paths=frozenset({"/feedback"}))

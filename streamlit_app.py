@@ -9,10 +9,12 @@ import httpx
 import streamlit as st
 
 SERVICE_URL = os.environ.get("TWEET_SERVICE_URL", "http://localhost:3000").rstrip("/")
+TOKEN = os.environ.get("TWEETS_FEEDBACK_TOKEN")  # when the service requires one for /feedback
+HEADERS = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
 
 
 def call(route: str, body: dict) -> dict:
-    response = httpx.post(f"{SERVICE_URL}/{route}", json=body, timeout=30)
+    response = httpx.post(f"{SERVICE_URL}/{route}", json=body, headers=HEADERS, timeout=30)
     if response.status_code == 400:
         detail = response.json().get("detail") or response.json()
         raise ValueError(detail[0]["msg"] if isinstance(detail, list) else str(detail))

@@ -71,3 +71,49 @@ def http(service_module):
 
     with TestClient(service_module.TweetSentiment.to_asgi()) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the session, in a temp folder (Debian's `postgresql` package; .ci/run installs it).
+
+    Yields a function that creates a fresh database and returns its SQLAlchemy URL.
+    """
+    import glob
+    import itertools
+    import shutil
+    import subprocess
+
+    from tweet_sentiment.serving import free_port
+
+    found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
+    if not found:
+        message = "PostgreSQL is not installed (apt-get install postgresql; .ci/run does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    bin_dir = Path(found).resolve().parent
+    folder = Path(tempfile.mkdtemp(prefix="tweet-sentiment-postgres-"))
+    as_user = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(folder, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    port = free_port()
+
+    def run(program: str, *args) -> None:
+        subprocess.run([*as_user, bin_dir / program, *args], check=True, capture_output=True)
+
+    run("initdb", "-D", folder / "data", "-U", "tweets", "--auth=trust")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
+    run("pg_ctl", "-D", folder / "data", "-o", options, "-l", folder / "log", "-w", "start")
+    import psycopg
+
+    databases = itertools.count()
+
+    def fresh_database() -> str:
+        name = f"feedback_{next(databases)}"
+        with psycopg.connect(f"host=127.0.0.1 port={port} user=tweets dbname=postgres", autocommit=True) as db:
+            db.execute(f"CREATE DATABASE {name}")
+        return f"postgresql+psycopg://tweets@127.0.0.1:{port}/{name}"
+
+    yield fresh_database
+    run("pg_ctl", "-D", folder / "data", "-m", "fast", "stop")
+    shutil.rmtree(folder, ignore_errors=True)

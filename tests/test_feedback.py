@@ -1,5 +1,6 @@
 """Feedback storage and the e-mail alert, with an injectable clock and a real local SMTP server."""
 
+import email
 import logging
 import socket
 
@@ -44,9 +45,17 @@ def clock():
     return Clock()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    """A fresh feedback database: the embedded SQLite default, and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'feedback.db'}"
+    return request.getfixturevalue("postgres")()
+
+
 @pytest.fixture
-def store(tmp_path, clock):
-    return FeedbackStore(engine=connect(f"sqlite:///{tmp_path / 'feedback.db'}"), rule=AlertRule(), clock=clock)
+def store(database, clock):
+    return FeedbackStore(engine=connect(database), rule=AlertRule(), clock=clock)
 
 
 def report_wrong(store: FeedbackStore, n: int, clock: Clock, every: float = 10.0) -> list:
@@ -83,8 +92,8 @@ def test_incident_closes_when_the_window_calms_and_a_new_burst_opens_another(sto
     assert second.opened_now and second.incident_id != first.incident_id
 
 
-def test_workers_sharing_the_database_open_one_incident(tmp_path, clock):
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_workers_sharing_the_database_open_one_incident(database, clock):
+    url = database
     workers = [FeedbackStore(engine=connect(url), rule=AlertRule(), clock=clock) for _ in range(2)]
     opened = []
     for i in range(6):
@@ -161,3 +170,77 @@ def test_feedback_becomes_labelled_tweets(store):
         ("said wrong", 0),  # wrong flips a binary label
         ("corrected", 1),
     ]
+
+
+def test_the_window_is_counted_per_second_not_per_report(store, clock):
+    for i in range(1_000):
+        store.add(f"flood {i}", "positive", "negative", True, None)
+        clock.now += 0.001  # a thousand reports within one second
+    from sqlalchemy import select
+
+    from tweet_sentiment.feedback import wrong_counts_table
+
+    with store.engine.connect() as db:
+        assert db.execute(select(wrong_counts_table)).all() == [(1_000_000, 1_000)]
+    assert store.wrong_count() == 1_000 and store.evaluate().wrong_in_window == 1_000
+    clock.now += 180
+    assert store.wrong_count() == 0
+
+
+def test_a_flood_makes_one_short_email_with_the_total(store, clock, smtp):
+    inbox, settings = smtp
+    for i in range(500):
+        store.add(f"flood tweet {i}", "positive", "negative", True, None)
+        clock.now += 0.1
+    assert store.evaluate().opened_now
+    assert AlertSender(store, settings).send_pending() == 1
+    [raw] = inbox.messages
+    mail = email.message_from_string(raw).get_payload(decode=True).decode()
+    assert "500 wrong predictions within 3 minutes" in mail and "The latest 20:" in mail
+    assert mail.count("flood tweet") == 20 and "flood tweet 499" in mail and "flood tweet 479" not in mail
+
+
+def test_state_only_reads_and_the_sender_closes_a_calmed_incident(store, clock):
+    report_wrong(store, 4, clock)
+    clock.now += 181
+    assert store.state().incident_id is not None  # calm, but reading does not close it
+    AlertSender(store, None).send_pending()
+    assert store.state().incident_id is None
+
+
+def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(trained, postgres, smtp):
+    """Two `bentoml serve` processes (as two replicas would) share one PostgreSQL database."""
+    import os
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tweet_sentiment.serving import running_server
+
+    inbox, settings = smtp
+    url = postgres()
+    env = {
+        **os.environ,
+        "TWEETS_FEEDBACK_DB_URL": url,
+        "SMTP_HOST": settings.host,
+        "SMTP_PORT": str(settings.port),
+        "ALERT_EMAIL_TO": "oncall@example.com",
+    }
+    tag = f"model_tag={trained['logreg'].bento_tag}"
+    with running_server(tag, env=env) as first, running_server(tag, env=env) as second:
+
+        def report(i: int) -> int:
+            body = {"tweet": f"concurrent wrong {i}", "predicted_label": "positive", "wrong": True}
+            return httpx.post(f"{(first, second)[i % 2]}/feedback", json=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(report, range(60))) == {200}
+        deadline = time.monotonic() + 30
+        while not inbox.messages and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # time enough for a second e-mail, if the guarantee were broken
+    store = FeedbackStore(engine=connect(url))
+    assert store.counts() == {"feedback": 60, "wrong": 60} and store.wrong_count(since=0) == 60
+    assert len(inbox.messages) == 1
+    assert store.unsent_incidents() == []

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 
+import httpx
 import pytest
 import yaml
 
@@ -153,3 +154,51 @@ def test_azure_export_sends_logs_and_spans_to_the_ingestion_endpoint():
     assert "Microsoft.ApplicationInsights.Message" in kinds
     assert any("predict_batch" in json.dumps(item) for item in received)
     assert any("alert e-mail sent for incident 7" in json.dumps(item) for item in received)
+
+
+def test_feedback_model_labels_are_bounded_to_the_served_model(http, trained):
+    for model in ("tweet-free-text-1", "tweet-free-text-2"):
+        assert http.post("/feedback", json={**WRONG, "model": model}).status_code == 200
+    assert http.post("/feedback", json={**WRONG, "model": "x" * 201}).status_code == 400
+    metrics = http.get("/metrics").text
+    assert "tweet-free-text" not in metrics
+    assert metric_value(metrics, "tweet_feedback_total", verdict="wrong", model="other") >= 2
+
+
+@pytest.mark.parametrize(
+    "content_type", ["multipart/form-data", "multipart/form-data; boundary=x", "text/plain", "application/xml"]
+)
+def test_a_body_that_is_not_json_is_a_415_not_a_500(http, content_type):
+    for route in ("/predict", "/predict_batch", "/feedback", "/status"):
+        response = http.post(route, content=b"tweet=hello", headers={"content-type": content_type})
+        assert response.status_code == 415, (route, response.text)
+        assert "JSON" in response.json()["error"]
+
+
+def test_feedback_needs_the_token_when_one_is_set(trained, tmp_path):
+    from tweet_sentiment.serving import running_server
+
+    env = {**os.environ, "TWEETS_FEEDBACK_TOKEN": "s3cret", "TWEETS_FEEDBACK_DB": str(tmp_path / "feedback.db")}
+    with running_server(f"model_tag={trained['logreg'].bento_tag}", env=env) as url:
+        assert httpx.post(f"{url}/feedback", json=WRONG).status_code == 401
+        wrong_token = httpx.post(f"{url}/feedback", json=WRONG, headers={"Authorization": "Bearer nope"})
+        assert wrong_token.status_code == 401 and wrong_token.headers["www-authenticate"] == "Bearer"
+        assert httpx.post(f"{url}/feedback", json=WRONG, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert httpx.post(f"{url}/predict", json={"tweet": "no token needed"}).status_code == 200
+
+
+def test_servers_on_one_host_report_their_own_metrics(trained):
+    from tweet_sentiment.serving import running_server
+
+    lstm, logreg = trained["lstm"], trained["logreg"]
+    with (
+        running_server(f"model_tag={lstm.bento_tag}") as first,
+        running_server(f"model_tag={logreg.bento_tag}") as second,
+    ):
+        for url in (first, second):
+            for _ in range(3):
+                httpx.post(f"{url}/predict", json={"tweet": "hello there"})
+        first_metrics, second_metrics = httpx.get(f"{first}/metrics").text, httpx.get(f"{second}/metrics").text
+    assert metric_value(first_metrics, "tweet_predictions_total", model=lstm.label()) == 3
+    assert metric_value(second_metrics, "tweet_predictions_total", model=logreg.label()) == 3
+    assert logreg.label() not in first_metrics and lstm.label() not in second_metrics

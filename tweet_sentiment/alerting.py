@@ -43,15 +43,21 @@ class SMTPSettings:
         )
 
 
-def alert_message(settings: SMTPSettings, incident: dict, wrong: list[dict], window_seconds: float) -> EmailMessage:
-    """The e-mail for one incident: the count, the window, and the tweets reported wrong."""
+MAX_TWEETS_IN_EMAIL = 20  # a flood of reports must not make a flood of an e-mail
+
+
+def alert_message(
+    settings: SMTPSettings, incident: dict, total: int, wrong: list[dict], window_seconds: float
+) -> EmailMessage:
+    """The e-mail for one incident: the count, the window, and the latest tweets reported wrong."""
     message = EmailMessage()
     minutes = window_seconds / 60
-    message["Subject"] = f"[tweet-sentiment] {len(wrong)} wrong predictions reported within {minutes:g} minutes"
+    message["Subject"] = f"[tweet-sentiment] {total} wrong predictions reported within {minutes:g} minutes"
     message["From"] = settings.sender
     message["To"] = ", ".join(settings.recipients)
+    shown = f" The latest {len(wrong)}:" if len(wrong) < total else ""
     lines = [
-        f"Incident {incident['id']}: users reported {len(wrong)} wrong predictions within {minutes:g} minutes.",
+        f"Incident {incident['id']}: users reported {total} wrong predictions within {minutes:g} minutes.{shown}",
         "",
         *[
             f"- predicted {row['predicted_label']}"
@@ -87,7 +93,8 @@ class AlertSender:
         self._wake = threading.Event()
 
     def send_pending(self) -> int:
-        """Try every unsent incident this process can claim; returns how many were sent."""
+        """Close a calmed incident, then try every unsent one this process can claim; returns how many were sent."""
+        self.store.evaluate()
         sent = 0
         for incident in self.store.unsent_incidents():
             if self.settings is None:
@@ -95,8 +102,9 @@ class AlertSender:
                 continue
             if not self.store.claim(incident["id"]):
                 continue
-            wrong = self.store.wrong_in_window(incident["opened_at"])
-            message = alert_message(self.settings, incident, wrong, self.store.rule.window_seconds)
+            since = incident["opened_at"] - self.store.rule.window_seconds
+            total, wrong = self.store.wrong_count(since), self.store.recent_wrong(since, MAX_TWEETS_IN_EMAIL)
+            message = alert_message(self.settings, incident, total, wrong, self.store.rule.window_seconds)
             try:
                 send_email(self.settings, message)
             except (OSError, smtplib.SMTPException) as error:

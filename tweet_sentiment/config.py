@@ -25,6 +25,7 @@ class Settings:
     )
     artifact_dir: Path = field(default_factory=lambda: _env_path("TWEETS_ARTIFACT_DIR", ROOT / "mlruns"))
     cache_dir: Path = field(default_factory=lambda: _env_path("TWEETS_CACHE_DIR", ROOT / ".cache"))
+    feedback_token: str | None = field(default_factory=lambda: os.environ.get("TWEETS_FEEDBACK_TOKEN") or None)
     monitor_dir: Path = field(default_factory=lambda: _env_path("TWEETS_MONITOR_DIR", ROOT / "monitoring"))
 
 

@@ -1,9 +1,13 @@
 """User feedback on predictions, stored durably, and the alert it can raise.
 
-Every feedback row goes to a SQL database (SQLite file by default, any SQLAlchemy URL with
-``TWEETS_FEEDBACK_DB_URL``), so several workers and restarts share one history. The alert rule
-("more than 3 wrong predictions within 3 minutes") is evaluated on that shared history, and an
-incident row makes it one e-mail per incident, whichever worker saw the feedback.
+Every feedback row goes to a SQL database (SQLite file by default, PostgreSQL or any SQLAlchemy URL
+with ``TWEETS_FEEDBACK_DB_URL``), so several workers, replicas and restarts share one history. The
+alert rule ("more than 3 wrong predictions within 3 minutes") is evaluated on that shared history,
+and an incident row makes it one e-mail per incident, whichever worker saw the feedback.
+
+Wrong reports are also counted per second in ``wrong_counts``, so the rule reads at most one row per
+second of the window, however many reports it holds: a flood costs no more per request than a
+trickle. The window is exact to the second.
 """
 
 import logging
@@ -29,6 +33,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -49,6 +54,12 @@ feedback_table = Table(
     Column("true_label", String(16)),
     Column("wrong", Boolean, nullable=False),
     Column("model", String(200)),
+)
+wrong_counts_table = Table(
+    "wrong_counts",
+    metadata,
+    Column("second", Integer, primary_key=True),  # int(created_at)
+    Column("count", Integer, nullable=False),
 )
 incidents_table = Table(
     "incidents",
@@ -124,8 +135,9 @@ class FeedbackStore:
     clock: Clock = time.time
 
     def add(self, tweet: str, predicted_label: str, true_label: str | None, wrong: bool, model: str | None) -> int:
+        now = self.clock()
         row = {
-            "created_at": self.clock(),
+            "created_at": now,
             "tweet": tweet,
             "predicted_label": predicted_label,
             "true_label": true_label,
@@ -133,23 +145,49 @@ class FeedbackStore:
             "model": model,
         }
         with self.engine.begin() as db:
-            return db.execute(insert(feedback_table).values(**row)).inserted_primary_key[0]
+            feedback_id = db.execute(insert(feedback_table).values(**row)).inserted_primary_key[0]
+            if wrong:
+                db.execute(self._count_one(int(now)))
+        return feedback_id
 
-    def wrong_in_window(self, now: float | None = None) -> list[dict]:
-        """The wrong-prediction reports of the current window, oldest first."""
-        now = self.clock() if now is None else now
-        query = (
-            select(feedback_table)
-            .where(feedback_table.c.wrong, feedback_table.c.created_at > now - self.rule.window_seconds)
-            .order_by(feedback_table.c.created_at)
+    def _count_one(self, second: int):
+        """``wrong_counts[second] += 1``, as one atomic upsert (SQLite and PostgreSQL alike)."""
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}[self.engine.dialect.name]
+        statement = dialect.insert(wrong_counts_table).values(second=second, count=1)
+        return statement.on_conflict_do_update(
+            index_elements=["second"], set_={"count": wrong_counts_table.c.count + 1}
+        )
+
+    def wrong_count(self, since: float | None = None) -> int:
+        """How many wrong predictions were reported since a time (default: in the window ending now)."""
+        since = self.clock() - self.rule.window_seconds if since is None else since
+        query = select(func.coalesce(func.sum(wrong_counts_table.c.count), 0)).where(
+            wrong_counts_table.c.second > since
         )
         with self.engine.connect() as db:
-            return [dict(row._mapping) for row in db.execute(query)]
+            return int(db.execute(query).scalar())
+
+    def recent_wrong(self, since: float, limit: int) -> list[dict]:
+        """The latest ``limit`` wrong-prediction reports since a time, oldest first."""
+        query = (
+            select(feedback_table)
+            .where(feedback_table.c.wrong, feedback_table.c.created_at > since)
+            .order_by(feedback_table.c.created_at.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in reversed(db.execute(query).all())]
+
+    def state(self) -> AlertState:
+        """The alert state now, read only."""
+        with self.engine.connect() as db:
+            open_id = _open_incident_id(db)
+        return AlertState(self.wrong_count(), self.rule.threshold, self.rule.window_seconds, open_id, False)
 
     def evaluate(self) -> AlertState:
         """Open an incident when the rule fires and none is open; close it once the window calms down."""
         now = self.clock()
-        count = len(self.wrong_in_window(now))
+        count = self.wrong_count(now - self.rule.window_seconds)
         firing = count > self.rule.threshold
         opened_now = False
         with self.engine.begin() as db:

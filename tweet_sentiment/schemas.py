@@ -25,6 +25,9 @@ Tweets = Annotated[
     Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST, json_schema_extra={"example": EXAMPLE_TWEETS}),
 ]
 Label = Literal["negative", "positive"]
+ModelName = Annotated[
+    str, StringConstraints(max_length=200), Field(description="The `model` of the prediction (default: this server's)")
+]
 
 
 class Prediction(BaseModel):

@@ -1,6 +1,7 @@
 """Serving helpers kept out of service.py so it reads at a glance, and a way to run the server."""
 
 import gc
+import hmac
 import json
 import os
 import signal
@@ -16,6 +17,44 @@ from contextlib import contextmanager
 from tweet_sentiment.config import ROOT
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+
+
+async def _answer(send, status: int, error: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    body = json.dumps({"error": error}).encode()
+    headers = [(b"content-type", b"application/json"), *headers]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequireToken:
+    """ASGI middleware: the given paths need ``Authorization: Bearer <token>``, else 401 (compared in constant time)."""
+
+    def __init__(self, app, token: str, paths: frozenset[str]) -> None:
+        self.app, self.expected, self.paths = app, f"Bearer {token}".encode(), paths
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                return await _answer(send, 401, "missing or wrong token", [(b"www-authenticate", b"Bearer")])
+        await self.app(scope, receive, send)
+
+
+class JSONOnly:
+    """ASGI middleware: a POST whose body is declared as anything but JSON gets 415, not a framework 500.
+
+    (BentoML answers 500 to ``multipart/form-data`` without a boundary; every route here takes JSON.)
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            declared = dict(scope["headers"]).get(b"content-type", b"application/json")
+            if declared.split(b";")[0].strip().lower() != b"application/json":
+                return await _answer(send, 415, "send the body as JSON (Content-Type: application/json)")
+        await self.app(scope, receive, send)
 
 
 class LoadShedding:
@@ -35,15 +74,26 @@ class LoadShedding:
         if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_concurrency:
-            body = json.dumps({"error": "server overloaded, retry later"}).encode()
-            headers = [(b"content-type", b"application/json"), (b"retry-after", b"1")]
-            await send({"type": "http.response.start", "status": 503, "headers": headers})
-            return await send({"type": "http.response.body", "body": body})
+            return await _answer(send, 503, "server overloaded, retry later", [(b"retry-after", b"1")])
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+def private_prometheus_dir() -> str:
+    """Give this server its own Prometheus multiprocess folder; call when the service module is imported.
+
+    BentoML puts every server's in one folder under its home and empties it when a server starts, so
+    servers sharing a host would report each other's metrics and lose their own. The serving process
+    takes a fresh folder, before BentoML prepares it; its workers inherit it in PROMETHEUS_MULTIPROC_DIR.
+    """
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="tweet-sentiment-metrics-")
+    BentoMLContainer.prometheus_multiproc_dir.set(folder)
+    return folder
 
 
 def tune_gc_for_serving(young_threshold: int = 50_000) -> None:
@@ -81,6 +131,8 @@ def running_server(
     or is not ready in time. The server is stopped on exit.
     """
     port = free_port()
+    # Its own metrics folder (see private_prometheus_dir), not the caller's.
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     for arg in bento_args:
         command += ["--arg", arg]
