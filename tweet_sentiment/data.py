@@ -113,6 +113,11 @@ DATASETS = {
 }
 
 
+def noisy(frame: pd.DataFrame) -> pd.Series:
+    """Which rows come from a source whose labels are noisy (a teacher may relabel them)."""
+    return frame["source"].map(lambda source: source in DATASETS and DATASETS[source].noisy_labels).astype(bool)
+
+
 def load_dataset(name: str, sample: int | None = None) -> pd.DataFrame:
     """A training set: a dataset name, a CSV path, or several joined by ``+`` (``airline+sentiment140``).
 

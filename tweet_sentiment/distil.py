@@ -13,8 +13,9 @@ import mlflow
 import numpy as np
 from mlflow import MlflowClient
 
+from tweet_sentiment import data
 from tweet_sentiment.config import settings
-from tweet_sentiment.data import DATASETS, Split
+from tweet_sentiment.data import Split
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def distil(parts: Split, teacher: str) -> tuple[Split, str, int]:
     ``name/version`` and how many rows were relabelled."""
     name, version = teacher_version(teacher)
     train = parts.train.assign(target=parts.train["label"].astype(float))
-    noisy = train["source"].map(lambda source: source in DATASETS and DATASETS[source].noisy_labels)
+    noisy = data.noisy(train)
     if noisy.any():
         probs = teacher_probabilities(name, version, train.loc[noisy, "text"].tolist())
         train.loc[noisy, "target"] = probs

@@ -54,7 +54,7 @@ def curves_figure(curves: dict[str, list[float]]) -> plt.Figure:
     return fig
 
 
-def latency_ms(predict: PredictFn, texts: list[str], batch_size: int = 256, singles: int = 50) -> dict[str, float]:
+def latency_ms(predict: PredictFn, texts: list[str], batch_size: int = 64, singles: int = 50) -> dict[str, float]:
     """Per-tweet inference time: amortised over batches, and one tweet at a time (median)."""
     predict(texts[:1])  # warm-up
     start = time.perf_counter()

@@ -95,7 +95,10 @@ def prepare_data(
     if parts.test["source"].nunique() > 1:  # each source's share of the held-out split, e.g. test_airline
         sets |= {f"test_{source}": frame for source, frame in parts.test.groupby("source")}
     sets |= {name: data.subsample(frame, sample) for name, frame in externals.items()}
-    fit_parts = data.Split(parts.train, pd.concat([parts.val, general_val], ignore_index=True), parts.test)
+    # Early stopping and per-epoch curves on clean labels only: the internal validation split less its
+    # noisy-labelled sources, and TweetEval val.
+    selection = pd.concat([parts.val[~data.noisy(parts.val)], general_val], ignore_index=True)
+    fit_parts = data.Split(parts.train, selection, parts.test)
     return TrainingData(fit_parts, sets, params, feedback)
 
 
