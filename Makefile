@@ -53,6 +53,6 @@ streamlit: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-## System packages some tests use (Debian): headless Chromium and promtool.
+## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL.
 system-deps:
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus postgresql

@@ -33,7 +33,14 @@ from tweet_sentiment.schemas import (
     Tweet,
     Tweets,
 )
-from tweet_sentiment.serving import JSONOnly, LoadShedding, RequireToken, private_prometheus_dir, tune_gc_for_serving
+from tweet_sentiment.serving import (
+    JSONOnly,
+    LoadShedding,
+    RequireToken,
+    document_guard_responses,
+    private_prometheus_dir,
+    tune_gc_for_serving,
+)
 from tweet_sentiment.telemetry import configure_azure_monitor
 
 
@@ -176,5 +183,6 @@ class TweetSentiment:
 
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
+document_guard_responses()
 if token := settings().feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
     TweetSentiment.add_asgi_middleware(RequireToken, token=token, paths=frozenset({"/feedback"}))

@@ -49,3 +49,12 @@ class Predict(TweetUser):
     @task
     def predict(self) -> None:
         self.client.post("/predict", json={"tweet": self.tweets(1)[0]}, name="predict")
+
+
+class Feedback(TweetUser):
+    """Wrong-prediction reports: every one counts toward the alert window, which fills up as the load goes on."""
+
+    @task
+    def feedback(self) -> None:
+        body = {"tweet": self.tweets(1)[0], "predicted_label": "positive", "wrong": True}
+        self.client.post("/feedback", json=body, name="feedback")

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,12 +23,14 @@ import matplotlib.pyplot as plt
 
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.data import load_airline
+from tweet_sentiment.registry import ModelNotFound, resolve_model
 from tweet_sentiment.report import update_readme
 from tweet_sentiment.serving import running_server
 
 RESULTS = ROOT / "benchmarks" / "results"
 TWEET_SERVICE = "service:TweetSentiment"
 ECHO_SERVICE = "benchmarks.echo_service:Echo"
+FEEDBACK_ROUNDS, FEEDBACK_SECONDS = 10, 20
 
 
 @dataclass(frozen=True)
@@ -61,10 +64,12 @@ def plan(tags: dict[str, str], smoke: bool) -> list[Server]:
         return [
             Server("echo", ECHO_SERVICE, (), (("OneTweet", 4),)),
             Server("logreg batched", TWEET_SERVICE, (model["logreg"],), (("OneTweet", 4),)),
-            Server("lstm batched", TWEET_SERVICE, (model["lstm"],), (("OneTweet", 4),)),
+            Server("lstm batched", TWEET_SERVICE, (model["lstm"],), (("OneTweet", 4), ("Feedback", 4))),
         ]
     curve = tuple(("OneTweet", users) for users in (1, 4, 10, 20, 32, 64))
     lstm, bert = model["lstm"], model["distilbert"]
+    # Feedback back to back for 10 x 20 s: the 3-minute alert window fills, then slides.
+    feedback = Server("lstm feedback", TWEET_SERVICE, (lstm,), (("Feedback", 16),) * FEEDBACK_ROUNDS)
     servers = [
         Server("echo", ECHO_SERVICE, (), curve),
         Server("echo, max_latency_ms=50", ECHO_SERVICE, ("max_latency_ms=50",), (("OneTweet", 10), ("OneTweet", 50))),
@@ -73,6 +78,7 @@ def plan(tags: dict[str, str], smoke: bool) -> list[Server]:
         Server("distilbert batched", TWEET_SERVICE, (bert,), tuple(("OneTweet", u) for u in (1, 4, 10, 32))),
         Server("distilbert unbatched", TWEET_SERVICE, (bert, "batching=false"), (("OneTweet", 10),)),
         Server("logreg batched", TWEET_SERVICE, (model["logreg"],), (("OneTweet", 10),)),
+        feedback,
     ]
     if tags.get("minilm"):
         servers.append(Server("minilm (fine-tuned) batched", TWEET_SERVICE, (model["minilm"],), (("OneTweet", 10),)))
@@ -123,10 +129,17 @@ def measure(servers: list[Server], seconds: int, raw: Path) -> list[Result]:
     results = []
     for server in servers:
         print(f"== {server.name}: bentoml serve {server.target} {' '.join(server.args)}", flush=True)
-        with running_server(*server.args, target=server.target) as url:
-            for user, users in server.loads:
-                prefix = raw / f"{server.name}-{user}-{users}".replace(" ", "_").replace(",", "").replace("=", "")
-                stats = run_locust(url, user, users, seconds, prefix)
+        with (
+            tempfile.TemporaryDirectory() as home,  # a fresh feedback database, never the user's
+            running_server(
+                *server.args, target=server.target, env={**os.environ, "TWEETS_FEEDBACK_DB": f"{home}/f.db"}
+            ) as url,
+        ):
+            for index, (user, users) in enumerate(server.loads):
+                name = f"{server.name}-{user}-{users}-{index}"
+                prefix = raw / name.replace(" ", "_").replace(",", "").replace("=", "")
+                duration = min(seconds, FEEDBACK_SECONDS) if user == "Feedback" else seconds
+                stats = run_locust(url, user, users, duration, prefix)
                 result = Result(server.name, user, users, tweets_per_request=32 if user == "ManyTweets" else 1, **stats)
                 print(
                     f"   {user} x{users}: {result.rps:7.1f} req/s  p50 {result.p50:g}  p95 {result.p95:g}  "
@@ -227,6 +240,17 @@ def checks(results: list[Result], model_rates: dict[str, float]) -> list[tuple[s
     # Our settings (max_latency_ms=1000 and the warm-up), on the echo and LSTM services, at every load.
     shed = sum(r.failures for r in results if r.server in ("echo", "lstm batched"))
     row("requests shed with our settings, echo and LSTM batched, any load (0)", shed, "{:d}", shed == 0)
+    feedback = [r for r in results if r.server == "lstm feedback"]
+    if feedback:
+        first, last = feedback[0], feedback[-1]
+        minutes = f"first {FEEDBACK_SECONDS} s vs after {len(feedback) * FEEDBACK_SECONDS / 60:g} min"
+        row("feedback, 16 users, first 20 s (>= 300 req/s)", first.rps, "{:.0f} req/s", first.rps >= 300)
+        value = last.rps / first.rps if first.rps else None
+        row(f"feedback throughput, {minutes} (within 15%)", value, "{:.2f}", value is not None and value >= 0.85)
+        worst = max(r.p99 for r in feedback)
+        row("feedback p99, every 20 s of the run (< 100 ms)", worst, "{:g} ms", worst < 100)
+        errors = sum(r.failures for r in feedback)
+        row("feedback errors (0)", errors, "{:d}", errors == 0)
     return rows
 
 
@@ -297,8 +321,8 @@ def resolve_tags(args: argparse.Namespace) -> dict[str, str]:
     tags = {"lstm": args.lstm, "logreg": args.logreg, "distilbert": args.distilbert, "minilm": args.minilm}
     for key, tag in list(tags.items()):
         try:
-            tags[key] = str(bentoml.models.get(tag).tag)
-        except bentoml.exceptions.NotFound as missing:
+            tags[key] = resolve_model(tag).bento_tag
+        except ModelNotFound as missing:
             if key == "distilbert" and not args.smoke:
                 from benchmarks.distilbert_random import create
 
@@ -316,16 +340,18 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--smoke", action="store_true", help="a few seconds per configuration")
     parser.add_argument("--seconds", type=int, help="duration of each load (default 30, smoke 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where REPORT.md and the plots go")
-    parser.add_argument("--lstm", default="tweet-lstm:latest")
+    parser.add_argument("--only", help="run only the configurations whose name contains this, e.g. feedback")
+    parser.add_argument("--lstm", default="tweet-lstm@champion")
     parser.add_argument("--logreg", default="tweet-logreg:latest")
     parser.add_argument("--distilbert", default="tweet-distilbert-random:latest")
-    parser.add_argument("--minilm", default="tweet-minilm:latest")
+    parser.add_argument("--minilm", default="tweet-minilm@champion")
     args = parser.parse_args(argv)
     seconds = args.seconds or (3 if args.smoke else 30)
     raw = args.out / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     tags = resolve_tags(args)
-    results = measure(plan(tags, args.smoke), seconds, raw)
+    servers = [s for s in plan(tags, args.smoke) if not args.only or args.only in s.name]
+    results = measure(servers, seconds, raw)
     rates = model_only(tags["lstm"], 1 if args.smoke else 5)
     path = report(results, rates, tags, seconds, args.out)
     print(path.read_text())

@@ -21,7 +21,12 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
         ]
     )
     results = json.loads((tmp_path / "results.json").read_text())
-    assert [r["server"] for r in results] == ["echo", "logreg batched", "lstm batched"]
+    assert [(r["server"], r["user"]) for r in results] == [
+        ("echo", "OneTweet"),
+        ("logreg batched", "OneTweet"),
+        ("lstm batched", "OneTweet"),
+        ("lstm batched", "Feedback"),
+    ]
     for result in results:
         assert result["requests"] > 50 and result["failures"] == 0
         assert 0 < result["p50"] <= result["p95"] <= result["p99"]

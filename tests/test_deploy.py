@@ -26,3 +26,5 @@ def test_kubernetes_probes_and_resources():
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert container["ports"][0]["containerPort"] == 3000
     assert service["spec"]["ports"][0]["targetPort"] == "http"
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
+    assert {"TWEETS_FEEDBACK_DB_URL", "TWEETS_FEEDBACK_TOKEN"} <= set(secrets)

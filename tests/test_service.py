@@ -99,6 +99,12 @@ def test_health_and_custom_metrics(http, trained):
     assert "tweet_predictions_total{" in metrics
 
 
+def test_openapi_documents_the_errors_the_service_gives(http):
+    spec = http.get("/docs.json").json()
+    for route in ("/predict", "/predict_batch", "/feedback", "/status"):
+        assert {"400", "401", "415", "503"} <= set(spec["paths"][route]["post"]["responses"]), route
+
+
 def test_openapi_shows_examples(http):
     spec = http.get("/docs.json").json()
     schema = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
@@ -167,3 +173,17 @@ def test_non_english_tweets_are_flagged_not_silently_guessed(http):
     assert [a["language"] for a in answers[2:]] == [None, None]  # nothing, or too little, to tell: no claim
     assert [a["warning"] for a in answers[2:]] == [None, None]
     assert http.post("/predict", json={"tweet": french}).json()["language"] == "fr"
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_error_in_the_live_openapi(trained):
+    with running_server(f"model_tag={trained['logreg'].bento_tag}") as url:
+        result = subprocess.run(
+            [
+                sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json",
+                "--checks", "not_a_server_error", "--max-examples", "50", "--seed", "1",
+            ],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "No issues found" in result.stdout and " passed" in result.stdout

@@ -23,6 +23,7 @@ class LSTMConfig:
     batch_size: int = 64
     epochs: int = 8
     patience: int = 2
+    balance_classes: bool = False  # weight rows so both classes weigh the same (airline is 80% negative)
     model_name: str = "tweet-lstm"
 
 
@@ -71,6 +72,7 @@ def fit(split: Split, config: LSTMConfig, folder: Path) -> Curves:
     history = model.fit(
         train,
         targets(split.train),  # the teacher's probabilities when distilled
+        sample_weight=class_weights(split.train["label"].to_numpy()) if config.balance_classes else None,
         validation_data=(val, split.val["label"].to_numpy()),
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -83,6 +85,12 @@ def fit(split: Split, config: LSTMConfig, folder: Path) -> Curves:
     )
     model.save(folder / "model.keras")
     return {key: [float(v) for v in values] for key, values in history.history.items()}
+
+
+def class_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-row weights under which each class weighs half of the total."""
+    counts = np.bincount(labels, minlength=2)
+    return (len(labels) / (2 * counts))[labels].astype("float32")
 
 
 class LSTMPredictor:

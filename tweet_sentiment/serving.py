@@ -82,6 +82,28 @@ class LoadShedding:
             self.in_flight -= 1
 
 
+GUARD_RESPONSES = {
+    401: "POST /feedback without the right `Authorization: Bearer <token>` (only when TWEETS_FEEDBACK_TOKEN is set)",
+    415: "a body declared as anything but application/json",
+    503: "overloaded: past max_concurrency requests in flight; retry after the Retry-After header",
+}
+
+
+def document_guard_responses() -> None:
+    """Add the answers of the middlewares above to the OpenAPI of every route.
+
+    BentoML documents 400, 404 and 500 from one module-level table and offers no hook for more, so
+    this extends that table (pinned BentoML; a test checks the documents).
+    """
+    from _bentoml_sdk.service import openapi
+    from bentoml._internal.service.openapi.specification import MediaType, Response, Schema
+
+    error = Schema(type="object", properties={"error": Schema(type="string")}, required=["error"])
+    for status, description in GUARD_RESPONSES.items():
+        content = {"application/json": MediaType(schema=error)}
+        openapi.error_responses[status] = Response(description=description, content=content)
+
+
 def private_prometheus_dir() -> str:
     """Give this server its own Prometheus multiprocess folder; call when the service module is imported.
 
