@@ -185,4 +185,4 @@ TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concur
 TweetSentiment.add_asgi_middleware(JSONOnly)
 document_guard_responses()
 if token := settings().feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
-    TweetSentiment.add_asgi_middleware(RequireToken, token=token, paths=frozenset({"/feedback"}))
+    TweetSentiment.add_asgi_middleware(RequireToken, token=token.get_secret_value(), paths=frozenset({"/feedback"}))

@@ -3,14 +3,15 @@
 TWEET_SERVICE_URL=http://localhost:3000 streamlit run streamlit_app.py
 """
 
-import os
-
 import httpx
 import streamlit as st
 
-SERVICE_URL = os.environ.get("TWEET_SERVICE_URL", "http://localhost:3000").rstrip("/")
-TOKEN = os.environ.get("TWEETS_FEEDBACK_TOKEN")  # when the service requires one for /feedback
-HEADERS = {"Authorization": f"Bearer {TOKEN}"} if TOKEN else {}
+from tweet_sentiment.config import settings
+
+CONFIG = settings()
+SERVICE_URL = CONFIG.service_url.rstrip("/")
+TOKEN = CONFIG.feedback_token  # when the service requires one for /feedback
+HEADERS = {"Authorization": f"Bearer {TOKEN.get_secret_value()}"} if TOKEN else {}
 
 
 def call(route: str, body: dict) -> dict:

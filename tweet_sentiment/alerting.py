@@ -1,17 +1,15 @@
 """E-mail alerts for incidents, sent outside the request path and retried until delivered.
 
-SMTP settings come from the environment only (no secret in code):
-``SMTP_HOST``, ``SMTP_PORT`` (25), ``SMTP_USER``, ``SMTP_PASSWORD``, ``SMTP_STARTTLS`` (false),
-``ALERT_EMAIL_FROM``, ``ALERT_EMAIL_TO`` (comma-separated).
+SMTP settings come from the environment (``tweet_sentiment.config``; no secret in code).
 """
 
 import logging
-import os
 import smtplib
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+from tweet_sentiment.config import settings
 from tweet_sentiment.feedback import FeedbackStore
 
 log = logging.getLogger(__name__)
@@ -30,16 +28,17 @@ class SMTPSettings:
     @classmethod
     def from_env(cls) -> "SMTPSettings | None":
         """The settings, or None when SMTP_HOST is not set (alerts are then kept, unsent, and logged)."""
-        if not os.environ.get("SMTP_HOST"):
+        config = settings()
+        if not config.smtp_host:
             return None
         return cls(
-            host=os.environ["SMTP_HOST"],
-            port=int(os.environ.get("SMTP_PORT", 25)),
-            user=os.environ.get("SMTP_USER") or None,
-            password=os.environ.get("SMTP_PASSWORD") or None,
-            starttls=os.environ.get("SMTP_STARTTLS", "false").lower() in ("1", "true", "yes"),
-            sender=os.environ.get("ALERT_EMAIL_FROM", cls.sender),
-            recipients=tuple(r.strip() for r in os.environ.get("ALERT_EMAIL_TO", "").split(",") if r.strip()),
+            host=config.smtp_host,
+            port=config.smtp_port,
+            user=config.smtp_user or None,
+            password=config.smtp_password.get_secret_value() if config.smtp_password else None,
+            starttls=config.smtp_starttls,
+            sender=config.alert_email_from,
+            recipients=tuple(r.strip() for r in config.alert_email_to.split(",") if r.strip()),
         )
 
 

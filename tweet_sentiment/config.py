@@ -1,8 +1,13 @@
-"""Project-wide settings, read once from the environment with sensible local defaults."""
+"""Every setting the product reads from its environment, in one typed place (pydantic-settings).
 
-import os
-from dataclasses import dataclass, field
+Each comes from an environment variable or, where none is set, from a ``.env`` file beside this
+project (see ``.env.example``), else the default here. The README's "Settings" table lists them.
+"""
+
 from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -11,24 +16,52 @@ LABELS = ("negative", "positive")  # index = class id; the models output P(posit
 PREDICTION_LOG = "tweet_predictions"  # the bentoml.monitor log of served tweets and predictions
 
 
-def _env_path(name: str, default: Path) -> Path:
-    return Path(os.environ.get(name, default)).expanduser().resolve()
+def _env(name: str, default, description: str):
+    return Field(default, validation_alias=AliasChoices(name), description=description)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Where data, tracking and artifacts live. Every field can be overridden by env."""
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=ROOT / ".env", extra="ignore", frozen=True)
 
-    data_dir: Path = field(default_factory=lambda: _env_path("TWEETS_DATA_DIR", ROOT.parent / "shared" / "data"))
-    tracking_uri: str = field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}")
+    # Data, tracking, artifacts
+    data_dir: Path = _env("TWEETS_DATA_DIR", ROOT.parent / "shared" / "data", "the datasets (downloaded if missing)")
+    data_base_url: str = _env(
+        "TWEETS_DATA_BASE_URL", "https://raw.githubusercontent.com", "where datasets download from (or a mirror)"
     )
-    artifact_dir: Path = field(default_factory=lambda: _env_path("TWEETS_ARTIFACT_DIR", ROOT / "mlruns"))
-    cache_dir: Path = field(default_factory=lambda: _env_path("TWEETS_CACHE_DIR", ROOT / ".cache"))
-    feedback_token: str | None = field(default_factory=lambda: os.environ.get("TWEETS_FEEDBACK_TOKEN") or None)
-    monitor_dir: Path = field(default_factory=lambda: _env_path("TWEETS_MONITOR_DIR", ROOT / "monitoring"))
+    tracking_uri: str = _env("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}", "MLflow tracking store")
+    artifact_dir: Path = _env("TWEETS_ARTIFACT_DIR", ROOT / "mlruns", "MLflow artifacts of new experiments")
+    cache_dir: Path = _env("TWEETS_CACHE_DIR", ROOT / ".cache", "cached teacher scores")
+    monitor_dir: Path = _env("TWEETS_MONITOR_DIR", ROOT / "monitoring", "the prediction log (drift report input)")
+    # Feedback and alerts
+    feedback_db: Path = _env("TWEETS_FEEDBACK_DB", ROOT / "feedback.db", "SQLite feedback store")
+    feedback_db_url: SecretStr | None = _env("TWEETS_FEEDBACK_DB_URL", None, "any SQLAlchemy URL; wins over the file")
+    feedback_token: SecretStr | None = _env("TWEETS_FEEDBACK_TOKEN", None, "Bearer token POST /feedback needs")
+    alert_threshold: int = _env("TWEETS_ALERT_THRESHOLD", 3, "alert on more wrong reports than this...")
+    alert_window_seconds: float = _env("TWEETS_ALERT_WINDOW_SECONDS", 180.0, "...within this many seconds")
+    smtp_host: str | None = _env("SMTP_HOST", None, "mail server; unset, alerts are kept unsent and logged")
+    smtp_port: int = _env("SMTP_PORT", 25, "mail server port")
+    smtp_user: str | None = _env("SMTP_USER", None, "SMTP login, if the server wants one")
+    smtp_password: SecretStr | None = _env("SMTP_PASSWORD", None, "SMTP password")
+    smtp_starttls: bool = _env("SMTP_STARTTLS", False, "upgrade the connection with STARTTLS")
+    alert_email_from: str = _env("ALERT_EMAIL_FROM", "tweet-sentiment@localhost", "alert sender")
+    alert_email_to: str = _env("ALERT_EMAIL_TO", "", "comma-separated alert recipients")
+    # Telemetry and the Streamlit page
+    applicationinsights_connection_string: SecretStr | None = _env(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING", None, "export traces and logs to Azure Application Insights"
+    )
+    service_url: str = _env("TWEET_SERVICE_URL", "http://localhost:3000", "the service the Streamlit page calls")
+
+    @field_validator("data_dir", "artifact_dir", "cache_dir", "monitor_dir", "feedback_db")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        return path.expanduser().resolve()
+
+    def feedback_database_url(self) -> str:
+        if self.feedback_db_url:
+            return self.feedback_db_url.get_secret_value()
+        return f"sqlite:///{self.feedback_db}"
 
 
 def settings() -> Settings:
-    """Current settings (re-read each call so tests can change the environment)."""
+    """The current settings (read again on each call, so tests and tools can change the environment)."""
     return Settings()

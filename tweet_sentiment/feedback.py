@@ -11,7 +11,6 @@ trickle. The window is exact to the second.
 """
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from tweet_sentiment.config import ROOT
+from tweet_sentiment.config import settings
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +76,9 @@ incidents_table = Table(
 )
 
 
-def database_url() -> str:
-    """``TWEETS_FEEDBACK_DB_URL``, else a SQLite file at ``TWEETS_FEEDBACK_DB`` (default ./feedback.db)."""
-    if url := os.environ.get("TWEETS_FEEDBACK_DB_URL"):
-        return url
-    return f"sqlite:///{os.environ.get('TWEETS_FEEDBACK_DB', ROOT / 'feedback.db')}"
-
-
 def connect(url: str | None = None) -> Engine:
     """An engine with the tables created; SQLite in WAL mode so several processes can write."""
-    engine = create_engine(url or database_url())
+    engine = create_engine(url or settings().feedback_database_url())
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine, "connect")
@@ -111,10 +103,8 @@ class AlertRule:
 
     @classmethod
     def from_env(cls) -> "AlertRule":
-        return cls(
-            threshold=int(os.environ.get("TWEETS_ALERT_THRESHOLD", cls.threshold)),
-            window_seconds=float(os.environ.get("TWEETS_ALERT_WINDOW_SECONDS", cls.window_seconds)),
-        )
+        config = settings()
+        return cls(threshold=config.alert_threshold, window_seconds=config.alert_window_seconds)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ secret store, never in code) and the service's spans (BentoML already traces eve
 """
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
-ENV = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+from tweet_sentiment.config import settings
+
 LOGGER = "tweet_sentiment"
 
 
@@ -26,7 +26,8 @@ class AzureExport:
 
 def configure_azure_monitor(connection_string: str | None = None) -> AzureExport | None:
     """Attach Azure Monitor exporters to the current tracer provider and the project's logger."""
-    connection_string = connection_string or os.environ.get(ENV)
+    secret = settings().applicationinsights_connection_string
+    connection_string = connection_string or (secret.get_secret_value() if secret else None)
     if not connection_string:
         return None
     from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter, AzureMonitorTraceExporter
