@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 MODEL_TAG ?= tweet-lstm@champion
 PORT ?= 3000
 
-.PHONY: install serve test test-slow train results drift lint bench bench-smoke streamlit clean system-deps
+.PHONY: install data serve test test-slow train results drift lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt
 	python3 -m venv $(VENV)
@@ -13,8 +13,12 @@ $(VENV)/.installed: requirements.txt requirements-serve.txt
 
 install: $(VENV)/.installed
 
+## The datasets, fetched and verified where missing (TWEETS_DATA_DIR, default ../shared/data).
+data: install
+	$(PY) download_data.py
+
 ## Serve the LSTM's champion (MLflow alias), training the LSTM first if there is none.
-serve: install
+serve: data
 	@$(PY) -m train show $(MODEL_TAG) 2>/dev/null || { echo "no $(MODEL_TAG) yet: training the LSTM"; $(PY) -m train lstm; }
 	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
 
@@ -27,7 +31,7 @@ test-slow: install
 	$(PY) -m pytest -m slow
 
 ## Train all three models on the full airline set, then regenerate the README's results table.
-train: install
+train: data
 	$(PY) -m train
 	$(PY) -m train.report
 

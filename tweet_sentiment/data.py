@@ -45,9 +45,12 @@ def _frame(texts: pd.Series, labels: pd.Series, source: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+MISSING = "file not found (the datasets: `python download_data.py`; a CSV of yours: check the path)"
+
+
 def _read_csv(path: Path, columns: list[str], **kwargs) -> pd.DataFrame:
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {MISSING}")
     try:
         frame = pd.read_csv(path, **kwargs)
     except pd.errors.EmptyDataError:
@@ -76,7 +79,7 @@ def load_airline(path: Path | None = None) -> pd.DataFrame:
 def _lines(path: Path) -> list[str]:
     # Split on "\n" only: some tweets hold Unicode line separators that splitlines() would break.
     if not path.is_file():
-        raise DataError(f"{path}: file not found")
+        raise DataError(f"{path}: {MISSING}")
     return [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
