@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
 from tweet_sentiment.feedback import FeedbackStore
+from tweet_sentiment.home import Pages
 from tweet_sentiment.language import detect_language, language_warning
 from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import resolve_model
@@ -183,6 +184,7 @@ class TweetSentiment:
 
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
+TweetSentiment.add_asgi_middleware(Pages, served=SERVED)  # / home page, /readme, Swagger at /docs
 document_guard_responses()
 if token := settings().feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
     TweetSentiment.add_asgi_middleware(RequireToken, token=token.get_secret_value(), paths=frozenset({"/feedback"}))

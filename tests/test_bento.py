@@ -81,3 +81,6 @@ def test_exported_bento_serves_its_champion_from_an_empty_store_without_mlflow(b
         response = httpx.post(f"{url}/predict", json={"tweet": "great flight, thanks!"})
         assert response.status_code == 200
         assert response.json()["model"] == trained["lstm"].label("champion")
+        home = httpx.get(f"{url}/").text
+        assert f"version <b>{trained['lstm'].version}</b>" in home and "champion" in home
+        assert "id='model-lifecycle'" in httpx.get(f"{url}/readme").text  # README.md is packed

@@ -187,3 +187,31 @@ def test_schemathesis_finds_no_server_error_in_the_live_openapi(trained):
         )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:]
     assert "No issues found" in result.stdout and " passed" in result.stdout
+
+
+def test_home_page_presents_the_service_and_its_model(http, trained):
+    page = http.get("/", headers={"host": "tweets.example:8080"})
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    text = page.text
+    assert "Predicts whether an English tweet is positive or negative" in text
+    lstm = trained["lstm"]
+    assert f"<b>{lstm.name}</b> version <b>{lstm.version}</b>" in text and lstm.bento_tag in text
+    assert "curl -s -X POST http://tweets.example:8080/predict" in text
+    assert "Machine Learning Service created with BentoML" not in text
+    readme = http.get("/readme").text
+    for anchor in ("serving", "model-lifecycle", "settings"):
+        assert f"href='/readme#{anchor}'" in text and f"id='{anchor}'" in readme
+    assert "swagger" in http.get("/docs").text.lower()
+
+
+def test_home_page_examples_work(http):
+    """Every example on the page, sent as it is written there, gets a 200."""
+    import json
+    import re
+    from html import unescape
+
+    page = unescape(http.get("/").text)
+    examples = re.findall(r"-X POST http://[^/]+(/\w+) .*?-d '(.*?)'</pre>", page, flags=re.S)
+    assert [route for route, _ in examples] == ["/predict", "/predict_batch", "/feedback", "/status"]
+    for route, body in examples:
+        assert http.post(route, json=json.loads(body)).status_code == 200, route
