@@ -21,11 +21,11 @@ from pathlib import Path
 import bentoml
 import matplotlib.pyplot as plt
 
+from benchmarks.servers import running_server
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.data import load_airline
 from tweet_sentiment.registry import ModelNotFound, resolve_model
 from tweet_sentiment.report import update_readme
-from tweet_sentiment.serving import running_server
 
 RESULTS = ROOT / "benchmarks" / "results"
 TWEET_SERVICE = "service:TweetSentiment"

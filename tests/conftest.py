@@ -84,7 +84,7 @@ def postgres():
     import shutil
     import subprocess
 
-    from tweet_sentiment.serving import free_port
+    from benchmarks.servers import free_port
 
     found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
     if not found:

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
+from benchmarks.servers import running_server
 from tweet_sentiment.config import ROOT
-from tweet_sentiment.serving import running_server
 
 
 def build(*args: str) -> bentoml.Bento:

@@ -23,7 +23,7 @@ def test_no_environment_read_outside_the_settings_module():
         for path in [*(ROOT / "tweet_sentiment").glob("*.py"), ROOT / "service.py", ROOT / "streamlit_app.py"]
         if path.name not in ("config.py", "serving.py") and re.search(r"os\.environ|getenv", path.read_text())
     ]
-    assert offenders == []  # serving.py only passes the environment on to the servers it starts
+    assert offenders == []  # serving.py reads only BentoML's own PROMETHEUS_MULTIPROC_DIR, not a setting
 
 
 def test_environment_wins_over_env_file_and_secrets_stay_secret(tmp_path, monkeypatch):

@@ -7,9 +7,9 @@ import socket
 import pytest
 from aiosmtpd.controller import Controller
 
+from benchmarks.servers import free_port
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.feedback import AlertRule, FeedbackStore, connect
-from tweet_sentiment.serving import free_port
 
 
 class Clock:
@@ -216,7 +216,7 @@ def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(train
 
     import httpx
 
-    from tweet_sentiment.serving import running_server
+    from benchmarks.servers import running_server
 
     inbox, settings = smtp
     url = postgres()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from benchmarks.servers import running_server
 from train.__main__ import main as train_main
 from tweet_sentiment.data import load_airline
 from tweet_sentiment.registry import (
@@ -23,7 +24,6 @@ from tweet_sentiment.registry import (
     resolve_model,
     rollback,
 )
-from tweet_sentiment.serving import running_server
 
 
 @pytest.fixture

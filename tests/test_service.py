@@ -9,8 +9,8 @@ import bentoml
 import httpx
 import pytest
 
+from benchmarks.servers import running_server
 from tweet_sentiment.config import ROOT
-from tweet_sentiment.serving import running_server
 
 TWEET = "@SouthwestAir best crew ever, thank you!"
 

@@ -10,8 +10,8 @@ import urllib.request
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from benchmarks.servers import free_port, running_server
 from tweet_sentiment.config import ROOT
-from tweet_sentiment.serving import free_port, running_server
 
 APP = str(ROOT / "streamlit_app.py")
 
