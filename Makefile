@@ -2,9 +2,12 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL_TAG ?= tweet-lstm@champion
+# The default LSTM: airline + Sentiment140, whose noisy labels the fine-tuned MiniLM (the teacher) replaces.
+TEACHER ?= tweet-minilm@champion
+LSTM_ARGS ?= --dataset airline+sentiment140 --teacher $(TEACHER)
 PORT ?= 3000
 
-.PHONY: install data serve test test-slow train results drift lint bench bench-smoke streamlit clean system-deps
+.PHONY: install data serve test test-slow train train-lstm results drift lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt
 	python3 -m venv $(VENV)
@@ -19,7 +22,7 @@ data: install
 
 ## Serve the LSTM's champion (MLflow alias), training the LSTM first if there is none.
 serve: data
-	@$(PY) -m train show $(MODEL_TAG) 2>/dev/null || { echo "no $(MODEL_TAG) yet: training the LSTM"; $(PY) -m train lstm; }
+	@$(PY) -m train show $(MODEL_TAG) 2>/dev/null || $(MAKE) --no-print-directory train-lstm
 	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
 
 ## The test suite (tiny models, < 15 min on 2 cores). `make test-slow` adds the long checks.
@@ -30,9 +33,16 @@ test: install
 test-slow: install
 	$(PY) -m pytest -m slow
 
-## Train all three models on the full airline set, then regenerate the README's results table.
+## The teacher (MiniLM, ~10 min on 2 cores) if it has no champion yet, then the LSTM distilled from it.
+train-lstm: data
+	@$(PY) -m train show $(TEACHER) >/dev/null 2>&1 || $(PY) -m train transformer
+	$(PY) -m train lstm $(LSTM_ARGS)
+
+## Train all three models (the transformer first: it teaches the LSTM), then regenerate the README's results table.
 train: data
-	$(PY) -m train
+	$(PY) -m train transformer
+	$(PY) -m train lstm $(LSTM_ARGS)
+	$(PY) -m train logreg
 	$(PY) -m train.report
 
 results: install

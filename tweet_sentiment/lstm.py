@@ -23,7 +23,7 @@ class LSTMConfig:
     batch_size: int = 64
     epochs: int = 8
     patience: int = 2
-    balance_classes: bool = False  # weight rows so both classes weigh the same (airline is 80% negative)
+    balance_classes: bool = True  # both classes weigh the same (airline is 80% negative): +0.9 pt TweetEval val
     model_name: str = "tweet-lstm"
 
 
