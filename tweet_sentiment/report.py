@@ -58,7 +58,7 @@ def results_table(runs: pd.DataFrame) -> str:
     for _, run in runs.iterrows():
         cells = [
             f"`{run['model']}` v{run['version']}",
-            run["dataset"] + (f" (teacher {run['teacher']})" if run.get("teacher") else ""),
+            run["dataset"] + (f" (teacher {run['teacher']})" if isinstance(run.get("teacher"), str) else ""),
             f"{run['train_seconds']:.0f}",
             f"{run['ms_per_tweet_single']:.2f} / {run['ms_per_tweet_batched']:.3f}",
         ]
