@@ -50,6 +50,10 @@ class Settings(BaseSettings):
         "APPLICATIONINSIGHTS_CONNECTION_STRING", None, "export traces and logs to Azure Application Insights"
     )
     service_url: str = _env("TWEET_SERVICE_URL", "http://localhost:3000", "the service the Streamlit page calls")
+    # Set by BentoML for its workers (each server picks its own folder: serving.private_prometheus_dir)
+    prometheus_multiproc_dir: str | None = _env(
+        "PROMETHEUS_MULTIPROC_DIR", None, "set by the server for its workers; leave unset"
+    )
 
     @field_validator("data_dir", "artifact_dir", "cache_dir", "monitor_dir", "feedback_db")
     @classmethod

@@ -9,6 +9,7 @@ is the one the build resolved: the Bento serves the model it packed, with no MLf
 import getpass
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -71,8 +72,9 @@ class Decision:
     reason: str
 
 
-def decide(evaluation: Evaluation, champion: ModelVersion | None, champion_accuracy: float | None) -> Decision:
-    """The promotion rule: a full-data version beats the champion on the same test split, strictly."""
+def decide(evaluation: Evaluation, champion: ModelVersion | None, champion_accuracy: Callable[[], float]) -> Decision:
+    """The promotion rule: a full-data version beats the champion on the same test split, strictly.
+    ``champion_accuracy`` is called only when the versions are comparable (it may re-evaluate)."""
     if evaluation.sampled:
         return Decision(False, "trained on a sample: never promoted automatically (promote by hand)")
     if champion is None:
@@ -83,11 +85,12 @@ def decide(evaluation: Evaluation, champion: ModelVersion | None, champion_accur
             f"champion v{champion.version} was trained on {champion.tags.get('dataset', 'unknown data')!r}, "
             f"this version on {evaluation.dataset!r}: not comparable (promote by hand)",
         )
-    verdict = "beats" if evaluation.accuracy > champion_accuracy else "does not beat"
+    accuracy = champion_accuracy()
+    verdict = "beats" if evaluation.accuracy > accuracy else "does not beat"
     return Decision(
-        evaluation.accuracy > champion_accuracy,
+        evaluation.accuracy > accuracy,
         f"test accuracy {evaluation.accuracy:.4f} {verdict} champion v{champion.version}'s "
-        f"{champion_accuracy:.4f} on the same {evaluation.dataset} test split (ties keep the champion)",
+        f"{accuracy:.4f} on the same {evaluation.dataset} test split (ties keep the champion)",
     )
 
 
@@ -109,9 +112,7 @@ def promote_if_better(
     for key, value in evaluation.as_tags().items():
         client.set_model_version_tag(name, version, key, value)
     champion = champion_version(name, client)
-    comparable = champion is not None and not evaluation.sampled and champion.tags.get("dataset") == evaluation.dataset
-    accuracy = champion_accuracy_on(champion, evaluation, test) if comparable else None
-    decision = decide(evaluation, champion, accuracy)
+    decision = decide(evaluation, champion, lambda: champion_accuracy_on(champion, evaluation, test))
     client.set_model_version_tag(name, version, "promotion_decision", decision.reason)
     if decision.promoted:
         promote(name, version, decision.reason, by=AUTOMATIC, client=client)

@@ -3,8 +3,9 @@
 import gc
 import hmac
 import json
-import os
 import tempfile
+
+from tweet_sentiment.config import settings
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 
@@ -103,7 +104,7 @@ def private_prometheus_dir() -> str:
     """
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="tweet-sentiment-metrics-")
+    folder = settings().prometheus_multiproc_dir or tempfile.mkdtemp(prefix="tweet-sentiment-metrics-")
     BentoMLContainer.prometheus_multiproc_dir.set(folder)
     return folder
 

@@ -103,6 +103,17 @@ def prepare_data(
     return TrainingData(fit_parts, sets, params, feedback)
 
 
+def promotion_evaluation(
+    dataset: str, sample: int | None, test: pd.DataFrame, probs: np.ndarray
+) -> tuple[Evaluation, pd.DataFrame]:
+    """What versions are compared on: the held-out tweets with clean labels (all of them when every
+    source is noisy), since emoticon-derived labels would reward agreeing with their noise."""
+    noisy = data.noisy(test).to_numpy()
+    clean = np.ones_like(noisy) if noisy.all() else ~noisy
+    accuracy = float(((probs[clean] >= 0.5).astype(int) == test["label"].to_numpy()[clean]).mean())
+    return Evaluation(dataset, bool(sample), fingerprint(test[clean]), accuracy), test[clean]
+
+
 def run(
     family: ModelFamily,
     config: Any,
@@ -137,20 +148,14 @@ def run(
         model = mlflow.pyfunc.load_model(info.model_uri)
         metrics, probs = evaluate.evaluate(model.predict, sets)
         metrics |= evaluate.latency_ms(model.predict, parts.test["text"].tolist())
-        metrics |= {f"behaviour_{name}": rate for name, rate in behaviour.pass_rates(model.predict).items()}
+        metrics |= {f"behaviour_{c}": rate for c, rate in behaviour.pass_rates(model.predict).items()}
         mlflow.log_metrics(metrics)
         for set_name, set_probs in probs.items():
             fig = evaluate.confusion_figure(sets[set_name]["label"].to_numpy(), set_probs, f"{name}: {set_name}")
             mlflow.log_figure(fig, f"confusion_{set_name}.png")
         mlflow.log_table(parts.test.assign(prob_positive=probs["test"]), "predictions_test.json")
     model_version = str(info.registered_model_version)
-    # Versions are compared on the held-out tweets with clean labels: emoticon-derived labels would
-    # reward agreeing with their noise (all rows when every source is noisy).
-    noisy = data.noisy(parts.test).to_numpy()
-    clean = np.ones_like(noisy) if noisy.all() else ~noisy
-    promotion_test = parts.test[clean]
-    accuracy = float(((probs["test"][clean] >= 0.5).astype(int) == promotion_test["label"].to_numpy()).mean())
-    evaluation = Evaluation(dataset, bool(sample), fingerprint(promotion_test), accuracy)
+    evaluation, promotion_test = promotion_evaluation(dataset, sample, parts.test, probs["test"])
     decision = promote_if_better(name, model_version, evaluation, promotion_test)
     bento = import_to_bento(name, model_version) if to_bento else None
     log.info("%s: test accuracy %.4f, run %s", name, metrics["test_accuracy"], active.info.run_id)
