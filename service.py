@@ -85,7 +85,7 @@ class TweetSentiment:
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
         self.model = bentoml.mlflow.load_model(self.bento_model)
-        self.tag = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer and metric
+        self.model_label = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer, log and metric
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())
         self.alerts.start()
@@ -103,7 +103,7 @@ class TweetSentiment:
             Prediction(
                 label=LABELS[int(p >= 0.5)],
                 prob_positive=p,
-                model=self.tag,
+                model=self.model_label,
                 language=language,
                 warning=language_warning(language),
             )
@@ -115,8 +115,8 @@ class TweetSentiment:
             for tweet, prediction in zip(tweets, predictions, strict=True):
                 monitor.log(tweet, name="tweet", role="feature", data_type="categorical")
                 monitor.log(prediction.prob_positive, name="prob_positive", role="prediction", data_type="numerical")
-                monitor.log(self.tag, name="model", role="feature", data_type="categorical")
-                predictions_total.labels(label=prediction.label, model=self.tag).inc()
+                monitor.log(self.model_label, name="model", role="feature", data_type="categorical")
+                predictions_total.labels(label=prediction.label, model=self.model_label).inc()
         return predictions
 
     @bentoml.api
@@ -144,11 +144,11 @@ class TweetSentiment:
         is_wrong = wrong if true_label is None else true_label != predicted_label
         if wrong is not None and wrong != is_wrong:
             raise InvalidArgument(f"wrong={wrong} contradicts true_label={true_label} for {predicted_label=}")
-        model = model or self.tag
+        model = model or self.model_label
         feedback_id = self.feedback_store.add(tweet, predicted_label, true_label, is_wrong, model)
         # Only the served model is a label value: a client's free text must not create metric series.
         feedback_total.labels(
-            verdict="wrong" if is_wrong else "right", model=self.tag if model == self.tag else "other"
+            verdict="wrong" if is_wrong else "right", model=self.model_label if model == self.model_label else "other"
         ).inc()
         state = self.feedback_store.evaluate()
         if state.opened_now:
@@ -165,7 +165,7 @@ class TweetSentiment:
         """The served model and the alert state, for dashboards and the Streamlit page (reads only)."""
         state = self.feedback_store.state()
         return Status(
-            model=self.tag,
+            model=self.model_label,
             served=ServedModelInfo(
                 name=SERVED.name,
                 version=SERVED.version,
