@@ -1,5 +1,7 @@
 """Each trainer, end to end on a tiny sample: MLflow run, registry, BentoML store, raw-string predictions."""
 
+from pathlib import Path
+
 import bentoml
 import mlflow
 import numpy as np
@@ -44,6 +46,9 @@ def test_run_logs_params_metrics_artifacts_signature_and_example(trained, family
     artifacts = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
     assert {"confusion_test.png", "confusion_tweeteval.png", "predictions_test.json"} <= artifacts
 
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/{result.name}/{result.version}")).read_text()
+    for package in ("mlflow==", "scikit-learn==", "pydantic-settings=="):  # what the pyfunc imports, any family
+        assert requirements.count(package) == 1, requirements
     info = mlflow.models.get_model_info(f"models:/{result.name}/{result.version}")
     assert info.signature.inputs.to_dict() == [{"type": "string", "required": True}]
     assert info.saved_input_example_info is not None

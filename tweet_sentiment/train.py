@@ -27,6 +27,8 @@ from tweet_sentiment.tracking import setup_mlflow
 log = logging.getLogger(__name__)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# What the logged pyfunc imports whatever the family: the package's data and settings modules come with it.
+BASE_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "pydantic-settings")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def log_model(family: ModelFamily, config: Any, folder: Path, name: str) -> mlfl
         model_config={"family": family.name, "predictor": family.predictor_settings(config)},
         code_paths=[str(PACKAGE_DIR)],
         input_example=EXAMPLE_TWEETS,
-        pip_requirements=[f"{p}=={version(p)}" for p in ["mlflow", "numpy", "pandas", *family.requirements]],
+        pip_requirements=[f"{p}=={version(p)}" for p in dict.fromkeys([*BASE_REQUIREMENTS, *family.requirements])],
         registered_model_name=name,
     )
 
