@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from tweet_sentiment import data
 from tweet_sentiment.config import settings
 from tweet_sentiment.data import Split
+from tweet_sentiment.registry import registered_version
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def teacher_version(spec: str) -> tuple[str, str]:
     client = MlflowClient(settings().tracking_uri)
     if "@" in spec:
         name, alias = spec.split("@", 1)
-        return name, str(client.get_model_version_by_alias(name, alias).version)
+        return name, registered_version(name, alias, client)
     name, version = spec.split("/", 1)
     return name, str(client.get_model_version(name, version).version)
 

@@ -109,8 +109,7 @@ def promote_if_better(
 ) -> Decision:
     """Record the version's evaluation, then give it the champion alias if the rule says so."""
     client = client or MlflowClient()
-    for key, value in evaluation.as_tags().items():
-        client.set_model_version_tag(name, version, key, value)
+    _set_tags(client, name, version, evaluation.as_tags())
     champion = champion_version(name, client)
     decision = decide(evaluation, champion, lambda: champion_accuracy_on(champion, evaluation, test))
     client.set_model_version_tag(name, version, "promotion_decision", decision.reason)
@@ -140,6 +139,15 @@ def _versions(name: str, client: MlflowClient) -> str:
     return ", ".join(sorted((str(v.version) for v in client.search_model_versions(f"name='{name}'")), key=int))
 
 
+def _set_tags(client: MlflowClient, name: str, version: str, tags: dict[str, str]) -> None:
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+
+
+def _promotion_tags(by: str | None, reason: str) -> dict[str, str]:
+    return {"promoted_at": _now(), "promoted_by": by or getpass.getuser(), "promotion_reason": reason}
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -160,9 +168,7 @@ def promote(name: str, version: str, reason: str, by: str | None = None, client:
         stack.append(version)
     client.set_registered_model_tag(name, STACK_TAG, ",".join(stack[-STACK_LIMIT:]))
     client.set_registered_model_alias(name, CHAMPION, version)
-    tags = {"promoted_at": _now(), "promoted_by": by or getpass.getuser(), "promotion_reason": reason}
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
+    _set_tags(client, name, version, _promotion_tags(by, reason))
     log.warning("%s v%s is now %s (%s)", name, version, CHAMPION, reason)
 
 
@@ -181,10 +187,10 @@ def rollback(name: str, reason: str, by: str | None = None, client: MlflowClient
     by = by or getpass.getuser()
     client.set_registered_model_tag(name, STACK_TAG, ",".join(stack))
     client.set_registered_model_alias(name, CHAMPION, previous)
-    for key, value in {"rolled_back_at": _now(), "rolled_back_by": by, "rollback_reason": reason}.items():
-        client.set_model_version_tag(name, current.version, key, value)
-    for key, value in {"promoted_at": _now(), "promoted_by": by, "promotion_reason": f"rollback: {reason}"}.items():
-        client.set_model_version_tag(name, previous, key, value)
+    _set_tags(
+        client, name, current.version, {"rolled_back_at": _now(), "rolled_back_by": by, "rollback_reason": reason}
+    )
+    _set_tags(client, name, previous, _promotion_tags(by, f"rollback: {reason}"))
     log.warning("%s rolled back from v%s to v%s (%s)", name, current.version, previous, reason)
     return previous
 
@@ -274,7 +280,8 @@ def _bento_model(tag: str) -> bentoml.Model:
         ) from error
 
 
-def _registered_version(name: str, alias: str, client: MlflowClient) -> str:
+def registered_version(name: str, alias: str, client: MlflowClient) -> str:
+    """The version holding ``name@alias``, or a ModelNotFound listing the registered models or the aliases."""
     try:
         model = client.get_registered_model(name)
     except MlflowException as error:
@@ -316,4 +323,4 @@ def resolve_model(spec: str) -> ServedModel:
             raise ModelNotFound(f"this Bento packs {_store_listing()}: no single {name!r} for {spec!r}")
         return ServedModel.of(packed[0], alias)
     client = MlflowClient(settings().tracking_uri)
-    return ServedModel.of(bento_model_for(name, _registered_version(name, alias, client), client), alias)
+    return ServedModel.of(bento_model_for(name, registered_version(name, alias, client), client), alias)

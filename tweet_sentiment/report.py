@@ -36,7 +36,7 @@ def champion_runs() -> pd.DataFrame:
                 "family": run.data.tags.get("family", ""),
                 "base": run.data.params.get("base", ""),
                 "dataset": run.data.params.get("dataset", ""),
-                "teacher": run.data.params.get("teacher") if run.data.params.get("teacher") != "None" else None,
+                "teacher": "" if run.data.params.get("teacher") in (None, "None") else run.data.params["teacher"],
                 "train_rows": int(run.data.params.get("train_rows", 0)),
                 **run.data.metrics,
             }
@@ -58,7 +58,7 @@ def results_table(runs: pd.DataFrame) -> str:
     for _, run in runs.iterrows():
         cells = [
             f"`{run['model']}` v{run['version']}",
-            run["dataset"] + (f" (teacher {run['teacher']})" if isinstance(run.get("teacher"), str) else ""),
+            run["dataset"] + (f" (teacher {run['teacher']})" if run["teacher"] else ""),
             f"{run['train_seconds']:.0f}",
             f"{run['ms_per_tweet_single']:.2f} / {run['ms_per_tweet_batched']:.3f}",
         ]

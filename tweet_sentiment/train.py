@@ -89,10 +89,7 @@ def prepare_data(
     if teacher:
         parts, params["teacher"], params["distilled_rows"] = distil(parts, teacher)
     params |= {"with_feedback": with_feedback, "feedback_rows": 0 if feedback is None else len(feedback)}
-    params |= {
-        f"{name}_rows": len(frame)
-        for name, frame in zip(("train", "val", "test"), (parts.train, parts.val, parts.test), strict=True)
-    }
+    params |= {"train_rows": len(parts.train), "val_rows": len(parts.val), "test_rows": len(parts.test)}
     # A sampled (quick) run evaluates on equally small samples of the external sets.
     sets = {"val": parts.val, "test": parts.test, "tweeteval_val": data.subsample(general_val, sample)}
     if parts.test["source"].nunique() > 1:  # each source's share of the held-out split, e.g. test_airline
