@@ -12,6 +12,8 @@ Users report wrong predictions to /feedback; more than 3 within 3 minutes sends 
 
 from __future__ import annotations
 
+from collections import Counter
+
 import bentoml
 from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel
@@ -38,9 +40,12 @@ from tweet_sentiment.serving import (
     JSONOnly,
     LoadShedding,
     RequireToken,
+    adaptive_batching,
     document_guard_responses,
+    limit_model_threads,
     private_prometheus_dir,
     tune_gc_for_serving,
+    unbatched,
 )
 from tweet_sentiment.telemetry import configure_azure_monitor
 
@@ -50,16 +55,25 @@ class ServiceArgs(BaseModel):
     batching: bool = True
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
     access_log: bool = False  # a line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
+    # 1 worker on 2 cores: 2 serve 16% more for twice the memory (README, Benchmarks, "Workers and threads").
+    workers: int = 1
+    model_threads: int | None = None  # TensorFlow / PyTorch threads per worker; None: their default, one per core
 
 
 args = bentoml.use_arguments(ServiceArgs)
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
+limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 
 predictions_total = bentoml.metrics.Counter(
     name="tweet_predictions_total",
     documentation="Predictions served, by predicted label and model tag",
     labelnames=["label", "model"],
+)
+model_batch_size = bentoml.metrics.Histogram(
+    name="tweet_model_batch_size",
+    documentation="Tweets per model call: adaptive batching merges concurrent requests, up to 64",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 feedback_total = bentoml.metrics.Counter(
     name="tweet_feedback_total",
@@ -68,12 +82,8 @@ feedback_total = bentoml.metrics.Counter(
 )
 
 
-# Adaptive batching. The LSTM costs ~1.4 ms for 1 tweet and ~4 ms for 64 (2 cores), so merging
-# concurrent requests multiplies throughput; max_batch_size=64 keeps one call under ~5 ms.
-# max_latency_ms is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it
-# predicts will exceed it, from a latency model fitted online that starts at max_latency/15 per item.
-# 50 ms sheds under ordinary jitter; 1 s sheds only real overload. See benchmarks/results/REPORT.md.
 @bentoml.service(
+    workers=args.workers,
     traffic={"timeout": 30},
     metrics={"enabled": True},
     monitoring={"enabled": True, "type": "default", "options": {"log_path": str(settings().monitor_dir)}},
@@ -92,12 +102,23 @@ class TweetSentiment:
         # Warm-up before /readyz says yes. Keras traces a new graph for each of the first two batch
         # shapes it sees (~1 s each here): paid now, no early request waits behind it, or gets shed.
         self.ready = all(len(self.model.predict(EXAMPLE_TWEETS[:n])) == n for n in (1, 2))
+        # Adaptive batching, for /predict and /predict_batch alike. The LSTM costs ~1.4 ms for 1 tweet and
+        # ~4 ms for 64, so merging concurrent requests multiplies throughput; 64 keeps one call under ~5 ms.
+        # max_latency_ms is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it
+        # predicts will exceed it, from a latency model fitted online that starts at max_latency/15 per item.
+        # 50 ms sheds under ordinary jitter; 1 s sheds only real overload. See benchmarks/results/REPORT.md.
+        self.predict_tweets = (
+            adaptive_batching(self._predict, max_batch_size=64, max_latency_ms=1000)
+            if args.batching
+            else unbatched(self._predict)
+        )
         tune_gc_for_serving()  # the model's heap out of the collector's way: +40% requests/s
 
     def __is_ready__(self) -> bool:
         return self.ready
 
     def _predict(self, tweets: list[str]) -> list[Prediction]:
+        model_batch_size.observe(len(tweets))
         languages = [detect_language(tweet) for tweet in tweets]
         predictions = [
             Prediction(
@@ -116,18 +137,19 @@ class TweetSentiment:
                 monitor.log(tweet, name="tweet", role="feature", data_type="categorical")
                 monitor.log(prediction.prob_positive, name="prob_positive", role="prediction", data_type="numerical")
                 monitor.log(self.model_label, name="model", role="feature", data_type="categorical")
-                predictions_total.labels(label=prediction.label, model=self.model_label).inc()
+        for label, count in Counter(prediction.label for prediction in predictions).items():
+            predictions_total.labels(label=label, model=self.model_label).inc(count)
         return predictions
 
     @bentoml.api
-    def predict(self, tweet: Tweet) -> Prediction:
+    async def predict(self, tweet: Tweet) -> Prediction:
         """Sentiment of one tweet."""
-        return self._predict([tweet])[0]
+        return (await self.predict_tweets([tweet]))[0]
 
-    @bentoml.api(batchable=args.batching, max_batch_size=64, max_latency_ms=1000)
-    def predict_batch(self, tweets: Tweets) -> Predictions:
-        """Sentiment of a list of tweets; concurrent requests are merged into one model call."""
-        return self._predict(tweets)
+    @bentoml.api
+    async def predict_batch(self, tweets: Tweets) -> Predictions:
+        """Sentiment of a list of tweets, in order."""
+        return await self.predict_tweets(tweets)
 
     @bentoml.api
     def feedback(

