@@ -1,4 +1,4 @@
-"""Reference point: the tweet service's batch API with no model behind it (returns a constant).
+"""Reference point: the tweet service's API with no model behind it (returns a constant).
 
 bentoml serve benchmarks.echo_service:Echo --arg max_latency_ms=50
 """
@@ -14,13 +14,14 @@ class EchoArgs(BaseModel):
     max_batch_size: int = 64
     max_latency_ms: int = 1000
     access_log: bool = False  # as the tweet service, so both are served the same way
+    workers: int = 1  # as the tweet service
 
 
 args = bentoml.use_arguments(EchoArgs)
 ANSWER = {"label": "positive", "prob_positive": 1.0, "model": "echo"}
 
 
-@bentoml.service(traffic={"timeout": 30}, logging={"access": {"enabled": args.access_log}})
+@bentoml.service(workers=args.workers, traffic={"timeout": 30}, logging={"access": {"enabled": args.access_log}})
 class Echo:
     def __init__(self) -> None:
         tune_gc_for_serving()  # as the tweet service, so both are served the same way

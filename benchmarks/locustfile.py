@@ -58,3 +58,19 @@ class Feedback(TweetUser):
     def feedback(self) -> None:
         body = {"tweet": self.tweets(1)[0], "predicted_label": "positive", "wrong": True}
         self.client.post("/feedback", json=body, name="feedback")
+
+
+class MLflowOneTweet(TweetUser):
+    """One tweet per request to `mlflow models serve` (the peer a user could run instead)."""
+
+    @task
+    def invocations(self) -> None:
+        self.client.post("/invocations", json={"inputs": self.tweets(1)}, name="invocations[1]")
+
+
+class MLflowManyTweets(TweetUser):
+    """32 tweets per request to `mlflow models serve`."""
+
+    @task
+    def invocations(self) -> None:
+        self.client.post("/invocations", json={"inputs": self.tweets(32)}, name="invocations[32]")

@@ -1,5 +1,10 @@
-"""Run `bentoml serve` as a subprocess on a free port: the benchmarks and the tests use real servers."""
+"""Run real servers as subprocesses on free ports: the benchmarks and the tests use them.
 
+- ``running_server``: ``bentoml serve`` (this project's service, the echo reference, or a built Bento);
+- ``running_mlflow_server``: ``mlflow models serve``, what a user could run instead of this project.
+"""
+
+import json
 import os
 import signal
 import socket
@@ -10,8 +15,9 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from tweet_sentiment.config import ROOT
+from tweet_sentiment.config import ROOT, settings
 
 
 def free_port() -> int:
@@ -35,14 +41,44 @@ def running_server(
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     for arg in bento_args:
         command += ["--arg", arg]
-    url = f"http://127.0.0.1:{port}"
+    with _serving(command, f"http://127.0.0.1:{port}", "/readyz", timeout, env) as url:
+        yield url
+
+
+@contextmanager
+def running_mlflow_server(model_uri: str, workers: int = 1, timeout: float = 180) -> Iterator[str]:
+    """Run ``mlflow models serve -m MODEL_URI --workers N`` in this environment; yield its URL once /ping says 200.
+
+    The model is read from this project's tracking store; its predictions are at POST /invocations.
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": settings().tracking_uri,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # its uvicorn
+    }
+    with _serving(command, f"http://127.0.0.1:{port}", "/ping", timeout, env) as url:
+        # Warm-up, as the BentoML service does before it says ready: Keras traces a graph for each of the
+        # first batch shapes it sees (~1 s each), which would otherwise land on the first measured requests.
+        for size in (1, 2, 32):
+            body = json.dumps({"inputs": ["warm-up tweet"] * size}).encode()
+            request = urllib.request.Request(f"{url}/invocations", body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=60) as response:
+                response.read()
+        yield url
+
+
+@contextmanager
+def _serving(command: list[str], url: str, ready_path: str, timeout: float, env: dict) -> Iterator[str]:
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
         try:
             deadline = time.monotonic() + timeout
-            while not _ready(url):
+            while not _ready(url + ready_path):
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     state = f"exited with {process.returncode}" if process.poll() is not None else "not ready"
@@ -60,7 +96,7 @@ def running_server(
 
 def _ready(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
     except OSError:
         return False

@@ -25,7 +25,10 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
         ("echo", "OneTweet"),
         ("logreg batched", "OneTweet"),
         ("lstm batched", "OneTweet"),
+        ("lstm batched", "Predict"),
         ("lstm batched", "Feedback"),
+        ("mlflow models serve", "MLflowOneTweet"),  # the same LSTM version, served as a user could instead
+        ("mlflow models serve", "MLflowManyTweets"),
     ]
     for result in results:
         assert result["requests"] > 50 and result["failures"] == 0
@@ -33,5 +36,6 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
     text = report.read_text()
     assert f"{os.cpu_count()} CPU cores" in text
     assert "tweets/s" in text and "random weights" in text
+    assert "32 per call" in text  # the model-only ceiling of 32-tweet requests
     for image in ("latency_throughput.png", "latency_vs_load.png"):
         assert (tmp_path / image).stat().st_size > 5_000
