@@ -55,7 +55,7 @@ class ServiceArgs(BaseModel):
     batching: bool = True
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
     access_log: bool = False  # a line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
-    # 1 worker on 2 cores: 2 serve 16% more for twice the memory (README, Benchmarks, "Workers and threads").
+    # 1 worker on 2 cores: 2 serve 9-13% more for twice the memory and a worse p99 (README, Benchmarks).
     workers: int = 1
     model_threads: int | None = None  # TensorFlow / PyTorch threads per worker; None: their default, one per core
 

@@ -27,24 +27,29 @@ class TweetUser(FastHttpUser):
         return self.random.sample(TWEETS, n)
 
 
-class OneTweet(TweetUser):
+class Tweets(TweetUser):
+    """Requests of ``size`` tweets as a list under ``key``, to ``path``."""
+
+    abstract = True
+    path, key, size = "/predict_batch", "tweets", 1
+
+    @task
+    def post(self) -> None:
+        self.client.post(self.path, json={self.key: self.tweets(self.size)}, name=f"{self.path[1:]}[{self.size}]")
+
+
+class OneTweet(Tweets):
     """Single-tweet requests to the batch endpoint: the server's adaptive batching merges them."""
 
-    @task
-    def predict_batch(self) -> None:
-        self.client.post("/predict_batch", json={"tweets": self.tweets(1)}, name="predict_batch[1]")
 
-
-class ManyTweets(TweetUser):
+class ManyTweets(Tweets):
     """Requests of 32 tweets each, as a client that batches on its own side."""
 
-    @task
-    def predict_batch(self) -> None:
-        self.client.post("/predict_batch", json={"tweets": self.tweets(32)}, name="predict_batch[32]")
+    size = 32
 
 
 class Predict(TweetUser):
-    """The one-tweet endpoint (`{"tweet": ...}`), never batched."""
+    """The one-tweet endpoint (`{"tweet": ...}`): adaptive batching merges these too."""
 
     @task
     def predict(self) -> None:
@@ -60,17 +65,13 @@ class Feedback(TweetUser):
         self.client.post("/feedback", json=body, name="feedback")
 
 
-class MLflowOneTweet(TweetUser):
+class MLflowOneTweet(Tweets):
     """One tweet per request to `mlflow models serve` (the peer a user could run instead)."""
 
-    @task
-    def invocations(self) -> None:
-        self.client.post("/invocations", json={"inputs": self.tweets(1)}, name="invocations[1]")
+    path, key = "/invocations", "inputs"
 
 
-class MLflowManyTweets(TweetUser):
+class MLflowManyTweets(MLflowOneTweet):
     """32 tweets per request to `mlflow models serve`."""
 
-    @task
-    def invocations(self) -> None:
-        self.client.post("/invocations", json={"inputs": self.tweets(32)}, name="invocations[32]")
+    size = 32

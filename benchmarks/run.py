@@ -1,6 +1,6 @@
 """Load-test every serving configuration with locust and write benchmarks/results/REPORT.md with plots.
 
-    python -m benchmarks.run             # full run, ~20 min on 2 cores
+    python -m benchmarks.run             # full run, ~30 min on 2 cores
     python -m benchmarks.run --smoke     # a few seconds per configuration (run by the test suite)
 
 Each configuration is a real `bentoml serve` on a free local port; locust runs headless against it

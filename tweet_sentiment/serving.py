@@ -114,7 +114,7 @@ def adaptive_batching(
 
     This is BentoML's adaptive batching (its CorkDispatcher, the one behind ``@bentoml.api(batchable=True)``)
     shared by two routes, because a batchable API takes a list per request: ``/predict`` (``{"tweet": ...}``)
-    could not be one, and ran unbatched at a third of ``/predict_batch``'s throughput. One queue also merges
+    could not be one, and ran unbatched at a quarter of ``/predict_batch``'s throughput. One queue also merges
     single tweets sent to either route into the same model calls. Two batches may run at once (BentoML's
     default is one): while one is inside TensorFlow, which releases the GIL, the next one's Python work runs
     (+25% tweets/s for 32-tweet requests, README "Benchmarks"). A request longer than ``max_batch_size`` is
