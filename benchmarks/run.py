@@ -3,8 +3,9 @@
     python -m benchmarks.run             # full run, ~30 min on 2 cores
     python -m benchmarks.run --smoke     # a few seconds per configuration (run by the test suite)
 
-Each configuration is a real `bentoml serve` on a free local port; locust runs headless against it
-for a fixed user count and duration (`--csv`), then the server is stopped.
+Each configuration is a real server (`bentoml serve`, or `mlflow models serve` as the peer) on a free
+local port; locust runs headless against it for a fixed user count and duration (`--csv`), then the
+server is stopped.
 """
 
 import argparse
