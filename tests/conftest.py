@@ -61,6 +61,9 @@ def trained(tiny_distilbert):
 def service_module(trained):
     import service  # resolves the default, tweet-lstm@champion, in the test registry
 
+    # The service's own config (its monitoring folder: the test home) also for the class called directly,
+    # which BentoML otherwise runs on defaults: the prediction log went to the repository's monitoring/.
+    service.TweetSentiment.inject_config()
     return service
 
 
