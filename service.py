@@ -72,7 +72,7 @@ predictions_total = bentoml.metrics.Counter(
 )
 model_batch_size = bentoml.metrics.Histogram(
     name="tweet_model_batch_size",
-    documentation="Tweets per model call: adaptive batching merges concurrent requests, up to 64",
+    documentation="Tweets per model call: adaptive batching merges concurrent requests (64 at most when on)",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 feedback_total = bentoml.metrics.Counter(

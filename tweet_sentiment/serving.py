@@ -108,8 +108,8 @@ AsyncPredictTweets = Callable[[list[str]], Awaitable[list[Answer]]]
 
 
 def adaptive_batching(
-    predict: PredictTweets, max_batch_size: int, max_latency_ms: int, max_concurrent_batches: int = 2
-) -> AsyncPredictTweets:
+    predict: PredictTweets[Answer], max_batch_size: int, max_latency_ms: int, max_concurrent_batches: int = 2
+) -> AsyncPredictTweets[Answer]:
     """Merge concurrent calls of the result, from any route, into calls of ``predict`` of up to ``max_batch_size``.
 
     This is BentoML's adaptive batching (its CorkDispatcher, the one behind ``@bentoml.api(batchable=True)``)
@@ -141,7 +141,7 @@ def adaptive_batching(
     return dispatcher(predict_merged)
 
 
-def unbatched(predict: PredictTweets) -> AsyncPredictTweets:
+def unbatched(predict: PredictTweets[Answer]) -> AsyncPredictTweets[Answer]:
     """Each call of the result runs ``predict`` on its own, in the thread pool (batching switched off)."""
 
     async def call(tweets: list[str]) -> list[Answer]:
