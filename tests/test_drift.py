@@ -91,22 +91,38 @@ def test_too_small_a_window_says_so(reference):
         drift.compare(reference, served(["@united ok"] * 10, np.full(10, 0.5)))
 
 
-def write_log(folder, rows: pd.DataFrame, name: str = "data.0.log") -> None:
+def write_log(folder, rows: pd.DataFrame, name: str = "data.0.log", per_call: int = 4) -> None:
+    """The service's log: a record per model call of ``per_call`` tweets (0: a record per tweet, as it once was)."""
     folder.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({**row, "timestamp": row["timestamp"].isoformat()}) for row in rows.to_dict("records")]
-    (folder / name).write_text("\n".join(lines) + "\n")
+    if per_call:
+        calls = [rows.iloc[start : start + per_call] for start in range(0, len(rows), per_call)]
+        records = [
+            {
+                "tweets": call["tweet"].tolist(),
+                "probs_positive": call["prob_positive"].tolist(),
+                "model": call["model"].iloc[0],
+                "timestamp": call["timestamp"].iloc[0].isoformat(),
+            }
+            for call in calls
+        ]
+    else:
+        records = [{**row, "timestamp": row["timestamp"].isoformat()} for row in rows.to_dict("records")]
+    (folder / name).write_text("\n".join(map(json.dumps, records)) + "\n")
 
 
 def test_log_reading_skips_corrupted_lines_and_filters_model_and_time(tmp_path):
     rng = np.random.default_rng(4)
-    write_log(tmp_path, served(tweets(rng, 60), rng.random(60)), "data.0.log.2026-10-31")  # rotated
+    # A rotated file written a record per tweet (the service's older log), then a record per model call.
+    write_log(tmp_path, served(tweets(rng, 60), rng.random(60)), "data.0.log.2026-10-31", per_call=0)
     later = served(tweets(rng, 5), rng.random(5), model="tweet-logreg/2")
     write_log(tmp_path, later.assign(timestamp=later["timestamp"] + timedelta(hours=1)), "data.1.log")
     with (tmp_path / "data.1.log").open("a") as file:
         file.write('{"tweet": "cut in the midd\n{"tweet": "x", "prob_positive": "high", "timestamp": "2026"}\n')
+        file.write('{"tweets": ["a", "b"], "probs_positive": [0.5], "timestamp": "2026-11-01"}\n')
     log = drift.read_prediction_log(tmp_path)
-    assert (log.files, len(log.rows), len(log.bad_lines)) == (2, 65, 2)
-    assert log.bad_lines[0].startswith("data.1.log:6: JSONDecodeError")
+    assert (log.files, len(log.rows), len(log.bad_lines)) == (2, 65, 3)
+    assert log.bad_lines[0].startswith("data.1.log:3: JSONDecodeError")
+    assert log.bad_lines[2].startswith("data.1.log:5: ValueError: tweets and probs_positive are not lists")
     rows, model = drift.window(log, None, None)
     assert model == "tweet-logreg/2" and len(rows) == 5  # the last to answer
     rows, _ = drift.window(log, "tweet-lstm/1", datetime(2026, 11, 1, 0, 0, 30))

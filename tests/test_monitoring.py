@@ -102,8 +102,9 @@ def test_predictions_are_logged_for_the_drift_report_even_after_feedback(http, t
     logs = list((settings().monitor_dir / "tweet_predictions" / "data").glob("*.log"))
     assert logs, "bentoml.monitor wrote no prediction log"
     records = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
-    [record] = [r for r in records if r.get("tweet") == "monitor me please"]
-    assert 0 <= record["prob_positive"] <= 1 and record["model"] == trained["lstm"].label("champion")
+    [record] = [r for r in records if r.get("tweets") == ["monitor me please"]]  # one record per model call
+    [prob] = record["probs_positive"]
+    assert 0 <= prob <= 1 and record["model"] == trained["lstm"].label("champion")
 
 
 def test_azure_export_is_off_without_a_connection_string(monkeypatch):

@@ -1,7 +1,7 @@
 """Drift: the tweets a server answered, and its answers, against the served model's own data.
 
-The current window comes from the service's ``bentoml.monitor`` log (JSON lines: tweet,
-prob_positive, model, timestamp). The reference is what the model's training run logged: its
+The current window comes from the service's ``bentoml.monitor`` log (JSON lines, one per model
+call: tweets, probs_positive, model, timestamp). The reference is what the model's training run logged: its
 held-out test split with the model's probabilities (``predictions_test.json``; same distribution as
 the training split, and the only part on which probabilities and unknown words are honest) and the
 token counts of its training split (``training_vocabulary.tsv``).
@@ -56,6 +56,22 @@ class ServedLog:
     bad_lines: list[str] = field(default_factory=list)  # "file:line: why", for the report
 
 
+def _served_rows(record: dict) -> list[dict]:
+    """The tweets of one log record: a model call (``tweets``, ``probs_positive`` lists), or one tweet
+    (``tweet``, ``prob_positive``: the service's records before it logged per call)."""
+    if "tweets" in record:
+        tweets, probs = record["tweets"], record["probs_positive"]
+        if not isinstance(tweets, list) or not isinstance(probs, list) or len(tweets) != len(probs):
+            raise ValueError("tweets and probs_positive are not lists of one length")
+    else:
+        tweets, probs = [record["tweet"]], [record["prob_positive"]]
+    model, timestamp = str(record.get("model", "")), pd.Timestamp(record["timestamp"])
+    return [
+        {"tweet": str(tweet), "prob_positive": float(prob), "model": model, "timestamp": timestamp}
+        for tweet, prob in zip(tweets, probs, strict=True)
+    ]
+
+
 def read_prediction_log(folder: Path | None = None) -> ServedLog:
     """Every parseable line of the prediction log (all workers, rotated files included); bad lines are counted."""
     folder = folder or settings().monitor_dir / PREDICTION_LOG / "data"
@@ -71,15 +87,7 @@ def read_prediction_log(folder: Path | None = None) -> ServedLog:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-                records.append(
-                    {
-                        "tweet": str(record["tweet"]),
-                        "prob_positive": float(record["prob_positive"]),
-                        "model": str(record.get("model", "")),
-                        "timestamp": pd.Timestamp(record["timestamp"]),
-                    }
-                )
+                records += _served_rows(json.loads(line))
             except (ValueError, KeyError, TypeError) as error:
                 bad.append(f"{path.name}:{number}: {type(error).__name__}: {error}")
     if bad:
