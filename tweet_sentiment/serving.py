@@ -108,17 +108,19 @@ AsyncPredictTweets = Callable[[list[str]], Awaitable[list[Answer]]]
 
 
 def adaptive_batching(
-    predict: PredictTweets[Answer], max_batch_size: int, max_latency_ms: int, max_concurrent_batches: int = 2
+    predict: PredictTweets[Answer], max_batch_size: int, max_latency_ms: int, max_concurrent_batches: int = 3
 ) -> AsyncPredictTweets[Answer]:
     """Merge concurrent calls of the result, from any route, into calls of ``predict`` of up to ``max_batch_size``.
 
     This is BentoML's adaptive batching (its CorkDispatcher, the one behind ``@bentoml.api(batchable=True)``)
     shared by two routes, because a batchable API takes a list per request: ``/predict`` (``{"tweet": ...}``)
     could not be one, and ran unbatched at a quarter of ``/predict_batch``'s throughput. One queue also merges
-    single tweets sent to either route into the same model calls. Two batches may run at once (BentoML's
-    default is one): while one is inside TensorFlow, which releases the GIL, the next one's Python work runs
-    (+25% tweets/s for 32-tweet requests, README "Benchmarks"). A request longer than ``max_batch_size`` is
-    split across calls; one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503.
+    single tweets sent to either route into the same model calls. Three batches may run at once (BentoML's
+    default is one): with one model thread each (the service's default), two compute on the two cores, GIL
+    released, while the third does its Python work (language, answers, log). Measured on 32-tweet requests
+    (README "Benchmarks"): one batch at a time 205 req/s, two 258, three 329 with one model thread (two
+    batches of one thread: 287; four: 319). A request longer than ``max_batch_size`` is split across calls;
+    one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503.
     """
     from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
     from bentoml.exceptions import ServiceUnavailable
