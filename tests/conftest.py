@@ -11,6 +11,7 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_HOME / 'mlflow.db'}"
 os.environ["TWEETS_ARTIFACT_DIR"] = str(_HOME / "mlruns")
 os.environ["TWEETS_FEEDBACK_DB"] = str(_HOME / "feedback.db")
 os.environ["TWEETS_MONITOR_DIR"] = str(_HOME / "monitoring")
+os.environ["TWEETS_CACHE_DIR"] = str(_HOME / "cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # In-process (ASGI) tests need what `bentoml serve` sets up for Prometheus' multiprocess mode.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_HOME / "prometheus")

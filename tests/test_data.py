@@ -113,6 +113,15 @@ def test_datasets_join_deduplicated_and_split_by_label_and_source(tmp_path):
         assert abs((part["source"] == "airline").mean() - (both["source"] == "airline").mean()) < 0.02
 
 
+def test_a_part_can_be_a_stratified_sample_of_its_tweets():
+    frame = data.load_dataset("airline+sentiment140:2000")
+    sentiment140 = frame[frame["source"] == "sentiment140"]
+    assert 1_950 <= len(sentiment140) <= 2_000  # a sample of 2,000, less the tweets airline already has
+    assert abs(sentiment140["label"].mean() - 0.5) < 0.01
+    assert (frame["source"] == "airline").sum() == len(data.load_dataset("airline"))
+    assert frame.equals(data.load_dataset("airline+sentiment140:2000"))  # the same sample every time
+
+
 def test_targets_are_soft_when_distilled():
     frame = pd.DataFrame({"label": [0, 1]})
     assert data.targets(frame).tolist() == [0.0, 1.0]

@@ -10,6 +10,7 @@ from mlflow import MlflowClient
 
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
 from tweet_sentiment.registry import import_to_bento
+from tweet_sentiment.transformer import TransformerConfig
 
 FAMILIES = ["logreg", "lstm", "transformer"]
 RAW = ["@united you lost my bag AGAIN!!! worst airline ever 😡", "Thank you @JetBlue, the crew was amazing :)"]
@@ -21,6 +22,8 @@ def test_transformer_name_follows_its_real_base(trained):
         "lstm": "tweet-lstm",
         "transformer": "tweet-distilbert",  # a DistilBertConfig base, so it is named for it
     }
+    assert TransformerConfig().model_name == "tweet-minilm"
+    assert TransformerConfig(model_name="tweet-minilm-airline").model_name == "tweet-minilm-airline"  # a teacher
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -150,3 +153,22 @@ def test_distilled_lstm_learns_the_teachers_probabilities_on_the_noisy_source(tr
     for metric in ("test_airline_accuracy", "test_sentiment140_accuracy", "tweeteval_val_accuracy"):
         assert 0 <= run.data.metrics[metric] <= 1
     assert not result.promoted  # sampled
+
+
+def test_agreeing_only_keeps_the_noisy_rows_whose_label_the_teacher_confirms(trained):
+    from tweet_sentiment import data
+    from tweet_sentiment.distil import distil, teacher_probabilities
+
+    parts = data.split(data.load_dataset("airline+sentiment140", 600))
+    noisy = parts.train[data.noisy(parts.train)]
+    teacher = trained["logreg"]
+    probs = teacher_probabilities(teacher.name, teacher.version, noisy["text"].tolist())
+    confirmed = noisy[(probs >= 0.5).astype(int) == noisy["label"].to_numpy()]
+    relabelled, _, _ = distil(parts, "tweet-logreg@champion")
+    filtered, name, rows = distil(parts, "tweet-logreg@champion", agreeing_only=True)
+    assert name == teacher.label() and 0 < rows == len(confirmed) < len(noisy)
+    kept = filtered.train[data.noisy(filtered.train)]
+    assert kept["text"].tolist() == confirmed["text"].tolist()
+    assert (kept["label"] == confirmed["label"].to_numpy()).all()  # the label both witnesses give
+    assert len(relabelled.train) == len(parts.train) and len(filtered.train) == len(parts.train) - len(noisy) + rows
+    assert filtered.val.equals(parts.val) and filtered.test.equals(parts.test)  # held-out rows never touched

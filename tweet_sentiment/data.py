@@ -121,15 +121,23 @@ def noisy(frame: pd.DataFrame) -> pd.Series:
     return frame["source"].map(lambda source: source in DATASETS and DATASETS[source].noisy_labels).astype(bool)
 
 
+def _part(spec: str) -> tuple[str, int | None]:
+    """``sentiment140:30000`` -> (``sentiment140``, 30000); a part without ``:N`` is taken whole."""
+    name, colon, rows = spec.rpartition(":")
+    return (name, int(rows)) if colon and rows.isdigit() else (spec, None)
+
+
 def load_dataset(name: str, sample: int | None = None) -> pd.DataFrame:
-    """A training set: a dataset name, a CSV path, or several joined by ``+`` (``airline+sentiment140``).
+    """A training set: a dataset name, a CSV path, or several joined by ``+`` (``airline+sentiment140``);
+    ``NAME:N`` takes a stratified sample of N of that part's tweets (``airline+sentiment140:30000``).
 
     Rows get a ``source`` column; a tweet found twice (after cleaning) is kept once, first come.
     """
     frames = []
-    for part in name.split("+"):
+    for spec in name.split("+"):
+        part, rows = _part(spec)
         frame = DATASETS[part].load() if part in DATASETS else load_csv(part)
-        frames.append(frame.assign(source=part if part in DATASETS else Path(part).stem))
+        frames.append(subsample(frame, rows).assign(source=part if part in DATASETS else Path(part).stem))
     frame = pd.concat(frames, ignore_index=True)
     duplicated = frame["text"].map(clean_tweet).duplicated()
     if duplicated.any():

@@ -50,16 +50,23 @@ def teacher_probabilities(name: str, version: str, texts: list[str], batch_size:
     return probs
 
 
-def distil(parts: Split, teacher: str) -> tuple[Split, str, int]:
+def distil(parts: Split, teacher: str, agreeing_only: bool = False) -> tuple[Split, str, int]:
     """The split with its noisy-labelled training rows relabelled by the teacher: a soft ``target``
-    (P(positive)) and the hard ``label`` it rounds to. Returns the split, the teacher's
-    ``name/version`` and how many rows were relabelled."""
+    (P(positive)) and the hard ``label`` it rounds to. With ``agreeing_only``, the noisy rows whose own
+    label the teacher contradicts are dropped instead (noisy-label filtering: the rows kept have two
+    witnesses). Returns the split, the teacher's ``name/version`` and how many noisy rows it labelled."""
     name, version = teacher_version(teacher)
     train = parts.train.assign(target=parts.train["label"].astype(float))
     noisy = data.noisy(train)
     if noisy.any():
         probs = teacher_probabilities(name, version, train.loc[noisy, "text"].tolist())
+        teacher_labels = (probs >= 0.5).astype(int)
+        contradicted = noisy.copy()
+        contradicted[noisy] = agreeing_only & (teacher_labels != train.loc[noisy, "label"].to_numpy())
         train.loc[noisy, "target"] = probs
-        train.loc[noisy, "label"] = (probs >= 0.5).astype(int)
-    log.info("teacher %s/%s relabelled %d of %d training tweets", name, version, int(noisy.sum()), len(train))
+        train.loc[noisy, "label"] = teacher_labels
+        train = train[~contradicted].reset_index(drop=True)
+        noisy = data.noisy(train)
+        log.info("teacher %s/%s: %d noisy rows it contradicts dropped", name, version, int(contradicted.sum()))
+    log.info("teacher %s/%s labelled %d of %d training tweets", name, version, int(noisy.sum()), len(train))
     return Split(train, parts.val, parts.test), f"{name}/{version}", int(noisy.sum())

@@ -74,21 +74,31 @@ class TrainingData:
     feedback: pd.DataFrame | None
 
 
-def prepare_data(
-    dataset: str, sample: int | None, with_feedback: bool = False, teacher: str | None = None
-) -> TrainingData:
+@dataclass(frozen=True)
+class DataOptions:
+    """What a model is trained on: the trainer's data flags."""
+
+    dataset: str = "airline"
+    sample: int | None = None
+    with_feedback: bool = False
+    teacher: str | None = None
+    agreeing_only: bool = False
+
+
+def prepare_data(options: DataOptions) -> TrainingData:
     """Load, deduplicate and split the dataset; add feedback, relabel by a teacher; name the evaluation sets."""
+    dataset, sample = options.dataset, options.sample
     parts = data.split(data.load_dataset(dataset, sample))
     externals = {n: data.load_external(n) for n in data.EXTERNAL_TEST_SETS}
     general_val = data.load_tweeteval_val()  # for model selection (early stopping) only
-    params: dict[str, Any] = {"dataset": dataset, "sample": sample, "seed": SEED, "teacher": teacher}
+    params: dict[str, Any] = asdict(options) | {"seed": SEED}
     feedback = None
-    if with_feedback:
+    if options.with_feedback:
         held_out = [parts.val, parts.test, general_val, *externals.values()]
         parts, feedback = data.add_feedback(parts, pd.DataFrame(FeedbackStore().labelled()), held_out)
-    if teacher:
-        parts, params["teacher"], params["distilled_rows"] = distil(parts, teacher)
-    params |= {"with_feedback": with_feedback, "feedback_rows": 0 if feedback is None else len(feedback)}
+    if options.teacher:
+        parts, params["teacher"], params["distilled_rows"] = distil(parts, options.teacher, options.agreeing_only)
+    params["feedback_rows"] = 0 if feedback is None else len(feedback)
     params |= {"train_rows": len(parts.train), "val_rows": len(parts.val), "test_rows": len(parts.test)}
     # A sampled (quick) run evaluates on equally small samples of the external sets.
     sets = {"val": parts.val, "test": parts.test, "tweeteval_val": data.subsample(general_val, sample)}
@@ -113,18 +123,11 @@ def promotion_evaluation(
     return Evaluation(dataset, bool(sample), fingerprint(test[clean]), accuracy), test[clean]
 
 
-def run(
-    family: ModelFamily,
-    config: Any,
-    dataset: str = "airline",
-    sample: int | None = None,
-    with_feedback: bool = False,
-    teacher: str | None = None,
-    to_bento: bool = True,
-) -> TrainedModel:
+def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool = True) -> TrainedModel:
     """Train one model and take it all the way from data to the BentoML store."""
     setup_mlflow()
-    prepared = prepare_data(dataset, sample, with_feedback, teacher)
+    dataset, sample = options.dataset, options.sample
+    prepared = prepare_data(options)
     parts, sets, name = prepared.parts, prepared.sets, config.model_name
     with mlflow.start_run(run_name=name) as active, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / family.name
@@ -168,9 +171,14 @@ def main(family: ModelFamily, argv: list[str] | None = None) -> TrainedModel:
     config_type = family.config
     parser = argparse.ArgumentParser(description=f"Train the {family.name} tweet sentiment model.")
     parser.add_argument(
-        "--dataset", default="airline", help="airline, sentiment140, a CSV with text,label, or several joined by +"
+        "--dataset",
+        default="airline",
+        help="airline, sentiment140, a CSV with text,label, or several joined by +; NAME:N samples N of a part",
     )
     parser.add_argument("--teacher", help="relabel noisy sources with this model, e.g. tweet-minilm@champion")
+    parser.add_argument(
+        "--agreeing-only", action="store_true", help="with --teacher: drop the noisy rows whose label it contradicts"
+    )
     parser.add_argument("--sample", type=int, help="use a stratified sample of this many tweets")
     parser.add_argument(
         "--with-feedback", action="store_true", help="add the labelled feedback of the feedback store to training"
@@ -185,4 +193,7 @@ def main(family: ModelFamily, argv: list[str] | None = None) -> TrainedModel:
     args = parser.parse_args(argv)
     config = config_type(**{f.name: getattr(args, f.name) for f in fields(config_type)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run(family, config, args.dataset, args.sample, args.with_feedback, args.teacher, not args.no_bento)
+    if args.agreeing_only and not args.teacher:
+        parser.error("--agreeing-only needs --teacher")
+    options = DataOptions(args.dataset, args.sample, args.with_feedback, args.teacher, args.agreeing_only)
+    return run(family, config, options, not args.no_bento)

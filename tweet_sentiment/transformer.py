@@ -36,15 +36,20 @@ class TransformerConfig:
     learning_rate: float = 5e-5
     max_length: int = 64
     warmup_ratio: float = 0.1
+    model_name: str = ""  # the registered model; default: named for the base, see __post_init__
 
-    @property
-    def model_name(self) -> str:
+    def __post_init__(self) -> None:
         """``tweet-minilm`` offline, ``tweet-distilbert`` for a DistilBERT base: never one posing as the other."""
-        if self.base == OFFLINE_BASE:
-            return "tweet-minilm"
-        from transformers import AutoConfig
+        if not self.model_name:
+            object.__setattr__(self, "model_name", base_model_name(self.base))
 
-        return f"tweet-{AutoConfig.from_pretrained(self.base).model_type}"
+
+def base_model_name(base: str) -> str:
+    if base == OFFLINE_BASE:
+        return "tweet-minilm"
+    from transformers import AutoConfig
+
+    return f"tweet-{AutoConfig.from_pretrained(base).model_type}"
 
 
 def _batches(texts: list[str], labels: np.ndarray, size: int, rng: np.random.Generator):
