@@ -60,13 +60,13 @@ def distil(parts: Split, teacher: str, agreeing_only: bool = False) -> tuple[Spl
     noisy = data.noisy(train)
     if noisy.any():
         probs = teacher_probabilities(name, version, train.loc[noisy, "text"].tolist())
-        teacher_labels = (probs >= 0.5).astype(int)
+        labels = (probs >= 0.5).astype(int)
         contradicted = noisy.copy()
-        contradicted[noisy] = agreeing_only & (teacher_labels != train.loc[noisy, "label"].to_numpy())
-        train.loc[noisy, "target"] = probs
-        train.loc[noisy, "label"] = teacher_labels
-        train = train[~contradicted].reset_index(drop=True)
-        noisy = data.noisy(train)
-        log.info("teacher %s/%s: %d noisy rows it contradicts dropped", name, version, int(contradicted.sum()))
-    log.info("teacher %s/%s labelled %d of %d training tweets", name, version, int(noisy.sum()), len(train))
-    return Split(train, parts.val, parts.test), f"{name}/{version}", int(noisy.sum())
+        contradicted[noisy] = labels != train.loc[noisy, "label"].to_numpy()
+        train.loc[noisy, "target"], train.loc[noisy, "label"] = probs, labels
+        if agreeing_only:
+            train = train[~contradicted].reset_index(drop=True)
+            log.info("teacher %s/%s contradicts %d noisy labels: rows dropped", name, version, contradicted.sum())
+    labelled = int(data.noisy(train).sum())
+    log.info("teacher %s/%s labelled %d of %d training tweets", name, version, labelled, len(train))
+    return Split(train, parts.val, parts.test), f"{name}/{version}", labelled

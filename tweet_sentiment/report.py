@@ -48,9 +48,9 @@ def champion_runs() -> pd.DataFrame:
 
 
 def results_table(runs: pd.DataFrame) -> str:
-    """Markdown: accuracy/F1/AUC/specificity on the held-out split, its airline tweets and both external sets,
-    then the behavioural pass rates."""
-    sets = ["test", "test_airline", *EXTERNAL_TEST_SETS]
+    """Markdown: accuracy/F1/AUC/specificity on the held-out split, its airline tweets, TweetEval's validation
+    split (what models are chosen on) and both external sets, then the behavioural pass rates."""
+    sets = ["test", "test_airline", "tweeteval_val", *EXTERNAL_TEST_SETS]
     capabilities = [c.name for c in behaviour.suite()]
     header = ["model", "data", "train s", "ms/tweet (1 / batched)"]
     header += [f"{s} acc / F1 / AUC / spec" for s in sets] + ["behaviour: " + " / ".join(capabilities)]

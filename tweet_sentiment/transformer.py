@@ -39,12 +39,12 @@ class TransformerConfig:
     model_name: str = ""  # the registered model; default: named for the base, see __post_init__
 
     def __post_init__(self) -> None:
-        """``tweet-minilm`` offline, ``tweet-distilbert`` for a DistilBERT base: never one posing as the other."""
         if not self.model_name:
             object.__setattr__(self, "model_name", base_model_name(self.base))
 
 
 def base_model_name(base: str) -> str:
+    """``tweet-minilm`` offline, ``tweet-distilbert`` for a DistilBERT base: never one posing as the other."""
     if base == OFFLINE_BASE:
         return "tweet-minilm"
     from transformers import AutoConfig
