@@ -56,9 +56,9 @@ class ServiceArgs(BaseModel):
     max_batch_size: int = 64  # tweets per model call when batching
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
     access_log: bool = False  # a line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
-    workers: int = 1  # on 2 cores, 1 worker serves as much as 2 with half the memory (README, Benchmarks)
-    # TensorFlow / PyTorch threads per worker. 1: each concurrent batch computes on a core of its own (32-tweet
-    # requests +19% against the frameworks' default, one thread per core); None: that default.
+    workers: int = 1  # on 2 cores, 2 workers served 3% more tweets/s for twice the memory (README, Benchmarks)
+    # TensorFlow / PyTorch threads per worker. 1: each batch in flight computes on a core of its own, 14-19% more
+    # tweets/s in 32-tweet requests than the frameworks' default of one per core (2 here), which None keeps.
     model_threads: int | None = 1
 
 
