@@ -35,8 +35,8 @@ def test_class_predicts_one_and_many(service_module, trained):
 def test_concurrent_requests_to_both_routes_share_model_calls_and_get_their_own_answers(service_module):
     svc = service_module.TweetSentiment()
     calls = []
-    predict = svc.model.predict
-    svc.model.predict = lambda tweets: calls.append(len(tweets)) or predict(tweets)
+    predict = svc.predict_proba
+    svc.predict_proba = lambda tweets: calls.append(len(tweets)) or predict(tweets)
     tweets = [f"flight {i} was {'great' if i % 2 else 'awful'}" for i in range(40)]
 
     async def everyone_at_once():
