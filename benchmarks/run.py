@@ -108,7 +108,7 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
 
 def run_locust(url: str, user: str, users: int, seconds: int, prefix: Path) -> dict[str, float]:
     """Run locust headless against url; return the aggregated row of its stats CSV."""
-    subprocess.run(
+    locust = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -136,6 +136,8 @@ def run_locust(url: str, user: str, users: int, seconds: int, prefix: Path) -> d
     )
     with open(f"{prefix}_stats.csv") as stats:
         row = next(r for r in csv.DictReader(stats) if r["Name"] == "Aggregated")
+    if row["Request Count"] == "0":
+        raise RuntimeError(f"locust completed no request to {url} in {seconds} s:\n{locust.stderr.decode()[-3000:]}")
     return {
         "requests": int(row["Request Count"]),
         "failures": int(row["Failure Count"]),

@@ -11,7 +11,7 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
         [
             "--smoke",
             "--seconds",
-            "3",
+            "6",  # locust's own start-up took all of 3 s once on a loaded machine (no request made)
             "--out",
             str(tmp_path),
             "--lstm",
