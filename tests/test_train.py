@@ -172,3 +172,24 @@ def test_agreeing_only_keeps_the_noisy_rows_whose_label_the_teacher_confirms(tra
     assert (kept["label"] == confirmed["label"].to_numpy()).all()  # the label both witnesses give
     assert len(relabelled.train) == len(parts.train) and len(filtered.train) == len(parts.train) - len(noisy) + rows
     assert filtered.val.equals(parts.val) and filtered.test.equals(parts.test)  # held-out rows never touched
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_logged_model_cuts_at_the_threshold_chosen_on_validation(trained, family):
+    from tweet_sentiment.evaluate import balanced_threshold
+    from tweet_sentiment.predict import recentre
+    from tweet_sentiment.text import clean_tweets
+    from tweet_sentiment.train import DataOptions, prepare_data
+
+    result = trained[family]
+    model = mlflow.pyfunc.load_model(f"models:/{result.name}/{result.version}")
+    threshold = model.model_config["threshold"]
+    assert threshold == pytest.approx(MlflowClient().get_run(result.run_id).data.metrics["decision_threshold"])
+    predictor = model.unwrap_python_model().predictor
+    selection = prepare_data(DataOptions("airline", 400)).parts.val  # clean internal val + TweetEval val
+    raw = predictor.predict_proba(clean_tweets(selection["text"].tolist()))
+    assert threshold == pytest.approx(balanced_threshold(selection["label"].to_numpy(), raw))
+    served = np.asarray(model.predict(selection["text"].tolist()))
+    assert ((served >= 0.5) == (raw >= threshold)).all()  # the same cut, moved to 0.5
+    assert np.all(np.diff(served[np.argsort(raw)]) >= 0)  # same ranking: ROC AUC unchanged
+    assert recentre(np.array([threshold]), threshold)[0] == pytest.approx(0.5)

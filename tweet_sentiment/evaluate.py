@@ -12,6 +12,7 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     roc_auc_score,
+    roc_curve,
 )
 
 from tweet_sentiment.config import LABELS
@@ -29,6 +30,13 @@ def scores(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dic
         "roc_auc": roc_auc_score(labels, probs) if len(set(labels)) == 2 else float("nan"),
         "specificity": tn / (tn + fp) if tn + fp else float("nan"),
     }
+
+
+def balanced_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The threshold on P(positive) with the best balanced accuracy (the mean recall of both classes,
+    which the class mix of the set cannot move): the ROC curve's point furthest above chance."""
+    fpr, tpr, thresholds = roc_curve(labels, probs)
+    return float(np.clip(thresholds[np.argmax(tpr - fpr)], 1e-6, 1 - 1e-6))
 
 
 def confusion_figure(labels: np.ndarray, probs: np.ndarray, title: str) -> plt.Figure:

@@ -2,12 +2,14 @@
 
 Cleaning happens here, inside the logged model, so every consumer (evaluation, BentoML,
 ``mlflow models serve``) gets the same preprocessing as training did. The model's config names its
-family and carries the predictor settings training used.
+family, the predictor settings training used and the decision threshold chosen on validation data.
 """
 
 from pathlib import Path
 
 import mlflow
+import numpy as np
+from scipy.special import expit, logit
 
 from tweet_sentiment import logreg, lstm, transformer
 from tweet_sentiment.family import ModelFamily, Predictor
@@ -21,6 +23,14 @@ EXAMPLE_TWEETS = [
 ]
 
 
+def recentre(probs: np.ndarray, threshold: float) -> np.ndarray:
+    """P(positive) shifted in log-odds so that ``threshold`` lands on 0.5, where every consumer cuts."""
+    probs = np.asarray(probs, dtype=np.float64)  # float32 (Keras) would move tweets near the cut across it
+    if threshold == 0.5:
+        return probs
+    return expit(logit(np.clip(probs, 1e-12, 1 - 1e-12)) - logit(threshold))
+
+
 class TweetSentimentModel(mlflow.pyfunc.PythonModel):
     """MLflow pyfunc wrapping the predictor of the family named in the model config."""
 
@@ -28,8 +38,10 @@ class TweetSentimentModel(mlflow.pyfunc.PythonModel):
         config = context.model_config
         predictor = FAMILIES[config["family"]].predictor
         self.predictor: Predictor = predictor(Path(context.artifacts["model"]), **config.get("predictor", {}))
+        self.threshold = float(config.get("threshold", 0.5))
 
     def predict(self, model_input: list[str], params: dict | None = None) -> list[float]:
         if not model_input:
             return []
-        return self.predictor.predict_proba(clean_tweets(model_input)).astype(float).tolist()
+        probs = self.predictor.predict_proba(clean_tweets(model_input))
+        return recentre(probs, self.threshold).tolist()

@@ -48,18 +48,22 @@ def champion_runs() -> pd.DataFrame:
 
 
 def results_table(runs: pd.DataFrame) -> str:
-    """Markdown: accuracy/F1/AUC/specificity on the held-out split, its airline tweets, TweetEval's validation
-    split (what models are chosen on) and both external sets, then the behavioural pass rates."""
+    """Markdown: the decision threshold chosen on validation data; accuracy/F1/AUC/specificity on the held-out
+    split, its airline tweets, TweetEval's validation split (what models are chosen on) and both external sets;
+    then the behavioural pass rates."""
     sets = ["test", "test_airline", "tweeteval_val", *EXTERNAL_TEST_SETS]
     capabilities = [c.name for c in behaviour.suite()]
-    header = ["model", "data", "train s", "ms/tweet (1 / batched)"]
+    header = ["model", "data", "train s", "threshold", "ms/tweet (1 / batched)"]
     header += [f"{s} acc / F1 / AUC / spec" for s in sets] + ["behaviour: " + " / ".join(capabilities)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, run in runs.iterrows():
+        threshold = run.get("decision_threshold")  # on the raw P(positive); runs before it was chosen cut at 0.5
+        threshold = 0.5 if threshold is None or pd.isna(threshold) else threshold
         cells = [
             f"`{run['model']}` v{run['version']}",
             run["dataset"] + (f" (teacher {run['teacher']})" if run["teacher"] else ""),
             f"{run['train_seconds']:.0f}",
+            f"{threshold:.3f}",
             f"{run['ms_per_tweet_single']:.2f} / {run['ms_per_tweet_batched']:.3f}",
         ]
         for name in sets:

@@ -44,13 +44,23 @@ class TrainedModel:
         return model_label(self.name, self.version, alias)
 
 
-def log_model(family: ModelFamily, config: Any, folder: Path, name: str) -> mlflow.models.model.ModelInfo:
+def decision_threshold(family: ModelFamily, config: Any, folder: Path, selection: pd.DataFrame) -> float:
+    """The threshold on the saved model's P(positive) with the best balanced accuracy on the selection set
+    (clean validation labels): chosen like any hyper-parameter, on validation data only."""
+    predictor = family.predictor(folder, **family.predictor_settings(config))
+    probs = predictor.predict_proba(clean_tweets(selection["text"].tolist()))
+    return evaluate.balanced_threshold(selection["label"].to_numpy(), probs)
+
+
+def log_model(
+    family: ModelFamily, config: Any, folder: Path, name: str, threshold: float
+) -> mlflow.models.model.ModelInfo:
     """Log the saved model in ``folder`` as the shared pyfunc (raw tweets in) and register it as ``name``."""
     return mlflow.pyfunc.log_model(
         name="model",
         python_model=PACKAGE_DIR / "mlflow_model.py",
         artifacts={"model": str(folder)},
-        model_config={"family": family.name, "predictor": family.predictor_settings(config)},
+        model_config={"family": family.name, "predictor": family.predictor_settings(config), "threshold": threshold},
         code_paths=[str(PACKAGE_DIR)],
         input_example=EXAMPLE_TWEETS,
         pip_requirements=[f"{p}=={version(p)}" for p in dict.fromkeys([*BASE_REQUIREMENTS, *family.requirements])],
@@ -145,7 +155,9 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
         curves = family.fit(parts, config, folder)
         mlflow.log_metric("train_seconds", time.perf_counter() - start)
         _log_curves(curves)
-        info = log_model(family, config, folder, name)
+        threshold = decision_threshold(family, config, folder, parts.val)
+        mlflow.log_metric("decision_threshold", threshold)
+        info = log_model(family, config, folder, name, threshold)
         # Evaluate the logged model, exactly what will be served, not the in-memory one.
         model = mlflow.pyfunc.load_model(info.model_uri)
         metrics, probs = evaluate.evaluate(model.predict, sets)
