@@ -165,7 +165,7 @@ def targets(frame: pd.DataFrame) -> np.ndarray:
 
 def load_tweeteval_val() -> pd.DataFrame:
     """TweetEval's validation split, binary: a general-domain set for model selection, never for training."""
-    return _tweeteval("val")
+    return _tweeteval("val").assign(source="tweeteval_val")
 
 
 def _tweeteval(part: str) -> pd.DataFrame:

@@ -12,7 +12,6 @@ from sklearn.metrics import (
     confusion_matrix,
     f1_score,
     roc_auc_score,
-    roc_curve,
 )
 
 from tweet_sentiment.config import LABELS
@@ -32,11 +31,20 @@ def scores(labels: np.ndarray, probs: np.ndarray, threshold: float = 0.5) -> dic
     }
 
 
-def balanced_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
-    """The threshold on P(positive) with the best balanced accuracy (the mean recall of both classes,
-    which the class mix of the set cannot move): the ROC curve's point furthest above chance."""
-    fpr, tpr, thresholds = roc_curve(labels, probs)
-    return float(np.clip(thresholds[np.argmax(tpr - fpr)], 1e-6, 1 - 1e-6))
+def balanced_threshold(labels: np.ndarray, probs: np.ndarray, sources: np.ndarray | None = None) -> float:
+    """The threshold on P(positive) with the best balanced accuracy (the mean recall of both classes, which
+    a set's class mix cannot move), averaged over ``sources``: pooled, a domain whose negatives are easy
+    (airline complaints) would set the cut for another whose positives are hard (TweetEval's mild ones)."""
+    sources = np.zeros(len(labels)) if sources is None else np.asarray(sources)
+    candidates = np.unique(probs)
+    score = np.zeros(len(candidates))
+    for source in np.unique(sources):
+        for label in (0, 1):
+            ranked = np.sort(probs[(sources == source) & (labels == label)])
+            if len(ranked):  # recall of this class at each cut (positive from the cut up)
+                below = np.searchsorted(ranked, candidates, side="left") / len(ranked)
+                score += below if label == 0 else 1 - below
+    return float(np.clip(candidates[np.argmax(score)], 1e-6, 1 - 1e-6))
 
 
 def confusion_figure(labels: np.ndarray, probs: np.ndarray, title: str) -> plt.Figure:
