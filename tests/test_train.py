@@ -189,7 +189,7 @@ def test_logged_model_cuts_at_the_threshold_chosen_on_validation(trained, family
     selection = prepare_data(DataOptions("airline", 400)).parts.val  # clean internal val + TweetEval val
     raw = predictor.predict_proba(clean_tweets(selection["text"].tolist()))
     assert set(selection["source"]) == {"airline", "tweeteval_val"}
-    chosen = balanced_threshold(selection["label"].to_numpy(), raw.astype(float), selection["source"].to_numpy())
+    chosen = balanced_threshold(selection["label"].to_numpy(), raw, selection["source"].to_numpy())
     assert threshold == pytest.approx(chosen)
     served = np.asarray(model.predict(selection["text"].tolist()))
     assert ((served >= 0.5) == (raw >= threshold)).all()  # the same cut, moved to 0.5

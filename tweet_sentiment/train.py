@@ -48,7 +48,7 @@ def decision_threshold(family: ModelFamily, config: Any, folder: Path, selection
     """The threshold on the saved model's P(positive) with the best balanced accuracy, averaged over the sources
     of the selection set (clean validation labels): chosen like any hyper-parameter, on validation data only."""
     predictor = family.predictor(folder, **family.predictor_settings(config))
-    probs = np.asarray(predictor.predict_proba(clean_tweets(selection["text"].tolist())), dtype=np.float64)
+    probs = predictor.predict_proba(clean_tweets(selection["text"].tolist()))
     return evaluate.balanced_threshold(selection["label"].to_numpy(), probs, selection["source"].to_numpy())
 
 
