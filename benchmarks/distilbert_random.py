@@ -35,7 +35,8 @@ def create() -> str:
         DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).save_pretrained(folder)
         mlflow.set_tags({"family": "transformer", "weights": "random", "purpose": "latency benchmark only"})
         mlflow.log_params({"base": "DistilBertConfig() (random weights)", "dataset": "none"})
-        info = log_model(transformer.FAMILY, transformer.TransformerConfig(), folder, NAME)
+        # Never evaluated, so no threshold is chosen on validation data: the plain 0.5 cut.
+        info = log_model(transformer.FAMILY, transformer.TransformerConfig(), folder, NAME, threshold=0.5)
     return str(import_to_bento(NAME, str(info.registered_model_version)).tag)
 
 

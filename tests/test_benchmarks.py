@@ -39,3 +39,20 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
     assert "32 per call" in text  # the model-only ceiling of 32-tweet requests
     for image in ("latency_throughput.png", "latency_vs_load.png"):
         assert (tmp_path / image).stat().st_size > 5_000
+
+
+def test_random_distilbert_for_latency_is_registered_and_imported_into_bentoml():
+    import bentoml
+    import mlflow
+
+    from benchmarks import distilbert_random
+
+    tag = distilbert_random.create()
+    model = bentoml.models.get(tag)
+    assert model.tag.name == distilbert_random.NAME
+    logged = mlflow.pyfunc.load_model(f"models:/{distilbert_random.NAME}/latest")
+    assert logged.model_config["threshold"] == 0.5  # never evaluated: no threshold chosen on validation data
+    run = mlflow.get_run(logged.metadata.run_id)
+    assert run.data.tags["weights"] == "random"
+    probs = logged.predict(["a tweet", "another tweet"])
+    assert len(probs) == 2 and all(0 <= p <= 1 for p in probs)
