@@ -18,12 +18,12 @@ import bentoml
 from bentoml.exceptions import InvalidArgument
 from pydantic import BaseModel
 
+from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
 from tweet_sentiment.feedback import FeedbackStore
 from tweet_sentiment.home import Pages
 from tweet_sentiment.language import detect_language, language_warning
-from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import resolve_model
 from tweet_sentiment.schemas import (
     FeedbackReceipt,

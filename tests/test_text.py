@@ -1,4 +1,4 @@
-from tweet_sentiment.text import clean_tweet, clean_tweets
+from tweet_model.text import clean_tweet, clean_tweets
 
 
 def test_mentions_urls_and_entities_are_normalised():

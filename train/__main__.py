@@ -15,9 +15,9 @@ import argparse
 import logging
 import sys
 
-from tweet_sentiment.predict import FAMILIES
 from tweet_sentiment.registry import ModelNotFound, promote, resolve_model, rollback
 from tweet_sentiment.tracking import setup_mlflow
+from tweet_sentiment.train import FAMILIES
 from tweet_sentiment.train import main as train_family
 
 

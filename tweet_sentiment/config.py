@@ -20,6 +20,15 @@ def _env(name: str, default, description: str):
     return Field(default, validation_alias=AliasChoices(name), description=description)
 
 
+def _in_state_dir(name: str, default: str, description: str):
+    """A path that defaults to ``default`` inside the state folder (TWEETS_STATE_DIR)."""
+    return Field(
+        default_factory=lambda fields: fields["state_dir"] / default,
+        validation_alias=AliasChoices(name),
+        description=f"{description} (default: {default} in TWEETS_STATE_DIR)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=ROOT / ".env", extra="ignore", frozen=True)
 
@@ -31,9 +40,11 @@ class Settings(BaseSettings):
     tracking_uri: str = _env("MLFLOW_TRACKING_URI", f"sqlite:///{ROOT / 'mlflow.db'}", "MLflow tracking store")
     artifact_dir: Path = _env("TWEETS_ARTIFACT_DIR", ROOT / "mlruns", "MLflow artifacts of new experiments")
     cache_dir: Path = _env("TWEETS_CACHE_DIR", ROOT / ".cache", "cached teacher scores")
-    monitor_dir: Path = _env("TWEETS_MONITOR_DIR", ROOT / "monitoring", "the prediction log (drift report input)")
+    # What a server must keep across restarts, in one folder (a volume in the image)
+    state_dir: Path = _env("TWEETS_STATE_DIR", ROOT, "the server's data: prediction log and SQLite feedback store")
+    monitor_dir: Path = _in_state_dir("TWEETS_MONITOR_DIR", "monitoring", "the prediction log (drift report input)")
     # Feedback and alerts
-    feedback_db: Path = _env("TWEETS_FEEDBACK_DB", ROOT / "feedback.db", "SQLite feedback store")
+    feedback_db: Path = _in_state_dir("TWEETS_FEEDBACK_DB", "feedback.db", "SQLite feedback store")
     feedback_db_url: SecretStr | None = _env("TWEETS_FEEDBACK_DB_URL", None, "any SQLAlchemy URL; wins over the file")
     feedback_token: SecretStr | None = _env("TWEETS_FEEDBACK_TOKEN", None, "Bearer token POST /feedback needs")
     alert_threshold: int = _env("TWEETS_ALERT_THRESHOLD", 3, "alert on more wrong reports than this...")
@@ -55,7 +66,7 @@ class Settings(BaseSettings):
         "PROMETHEUS_MULTIPROC_DIR", None, "set by the server for its workers; leave unset"
     )
 
-    @field_validator("data_dir", "artifact_dir", "cache_dir", "monitor_dir", "feedback_db")
+    @field_validator("data_dir", "artifact_dir", "cache_dir", "state_dir", "monitor_dir", "feedback_db")
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()

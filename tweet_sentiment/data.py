@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from tweet_model.text import clean_tweet
 from tweet_sentiment.config import SEED, settings
-from tweet_sentiment.text import clean_tweet
 
 log = logging.getLogger(__name__)
 

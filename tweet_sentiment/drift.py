@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from tweet_model.text import clean_tweets
 from tweet_sentiment.config import PREDICTION_LOG, settings
-from tweet_sentiment.text import clean_tweets
 
 log = logging.getLogger(__name__)
 

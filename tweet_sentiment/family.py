@@ -24,8 +24,11 @@ class Predictor(Protocol):
 class ModelFamily:
     name: str
     config: type  # a dataclass of hyper-parameters: its fields become the trainer's flags
-    fit: Callable[[Split, Any, Path], Curves]  # train, save into the folder, return per-epoch/step curves
-    predictor: type[Predictor]  # loads what fit saved; the logged model calls it
-    requirements: tuple[str, ...]  # pip packages the logged model needs besides mlflow, numpy, pandas
+    fit: Callable[[Split, Any, Path], Curves]  # train, save the native model into the folder, return curves
+    runtime: type[Predictor]  # what serves it (tweet_model.runtime): loads the served folder
+    requirements: tuple[str, ...]  # pip packages the runtime needs besides the pyfunc's own
+    export: Callable[[Path, Path, Any], None] | None = None  # native folder -> served folder; None: served as is
+    native: type[Predictor] | None = None  # loads the native model, to check the export against it
+    quantize: Callable[[Path], str] | None = None  # writes an int8 copy into the served folder, returns its file
     predictor_settings: Callable[[Any], dict[str, Any]] = field(default=lambda config: {})
-    """Settings the predictor must share with training (e.g. the transformer's max_length), logged with the model."""
+    """Settings the runtime must share with training (e.g. the LSTM's sequence length), logged with the model."""

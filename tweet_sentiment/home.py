@@ -9,8 +9,8 @@ import re
 
 from markdown_it import MarkdownIt  # markdown-it-py, already installed with BentoML (through rich)
 
+from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.config import ROOT
-from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import ServedModel
 
 ROUTES = [

@@ -3,12 +3,11 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+from tweet_model.runtime import LogRegRuntime
+from tweet_model.text import clean_tweets
 from tweet_sentiment.config import SEED
 from tweet_sentiment.data import Split
 from tweet_sentiment.family import Curves, ModelFamily
-from tweet_sentiment.text import clean_tweets
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,5 @@ def fit(split: Split, config: LogRegConfig, folder: Path) -> Curves:
     return {}
 
 
-class LogRegPredictor:
-    """The pipeline saved with joblib."""
-
-    def __init__(self, folder: Path):
-        import joblib
-
-        self.pipeline = joblib.load(folder / "pipeline.joblib")
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.pipeline.predict_proba(texts)[:, 1]
-
-
-FAMILY = ModelFamily("logreg", LogRegConfig, fit, LogRegPredictor, ("scikit-learn", "joblib"))
+# Served as trained: scikit-learn is the pipeline's own light runtime (no export, nothing to check).
+FAMILY = ModelFamily("logreg", LogRegConfig, fit, LogRegRuntime, ("scikit-learn", "joblib"))

@@ -10,9 +10,9 @@ from mlflow import MlflowClient
 from tweet_sentiment import behaviour
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
-from tweet_sentiment.predict import FAMILIES
 from tweet_sentiment.registry import CHAMPION
 from tweet_sentiment.tracking import EXPERIMENT, setup_mlflow
+from tweet_sentiment.train import FAMILIES
 
 
 def champion_runs() -> pd.DataFrame:

@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, StringConstraints
 
-from tweet_sentiment.predict import EXAMPLE_TWEETS
+from tweet_model.pyfunc import EXAMPLE_TWEETS
 
 MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
 MAX_TWEETS_PER_REQUEST = 256

@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -14,21 +15,30 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from tweet_sentiment import behaviour, data, evaluate
+import tweet_model
+from tweet_model.pyfunc import EXAMPLE_TWEETS
+from tweet_model.runtime import ONNX_MODEL
+from tweet_model.text import clean_tweets
+from tweet_sentiment import behaviour, data, evaluate, logreg, lstm, transformer
 from tweet_sentiment.config import SEED
 from tweet_sentiment.distil import distil
-from tweet_sentiment.family import ModelFamily
+from tweet_sentiment.family import ModelFamily, Predictor
 from tweet_sentiment.feedback import FeedbackStore
-from tweet_sentiment.predict import EXAMPLE_TWEETS
 from tweet_sentiment.registry import Evaluation, fingerprint, import_to_bento, model_label, promote_if_better
-from tweet_sentiment.text import clean_tweets
 from tweet_sentiment.tracking import setup_mlflow
 
 log = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-# What the logged pyfunc imports whatever the family: the package's data and settings modules come with it.
-BASE_REQUIREMENTS = ("mlflow", "numpy", "pandas", "scikit-learn", "pydantic-settings")
+FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (logreg.FAMILY, lstm.FAMILY, transformer.FAMILY)}
+MODEL_CODE = Path(tweet_model.__file__).resolve().parent  # all the code a logged model carries
+# What the pyfunc needs whatever the family; each family adds its runtime's packages.
+BASE_REQUIREMENTS = ("mlflow-skinny", "numpy", "pandas")
+EXPORT_TOLERANCE = 1e-4  # max |P(positive) exported - native| on the validation split
+INT8_TOLERANCE = 0.005  # an int8 copy is served if its TweetEval val accuracy and AUC are this close to float's
+
+
+class ExportMismatch(RuntimeError):
+    """The exported model does not reproduce the native one."""
 
 
 @dataclass(frozen=True)
@@ -44,24 +54,68 @@ class TrainedModel:
         return model_label(self.name, self.version, alias)
 
 
-def decision_threshold(family: ModelFamily, config: Any, folder: Path, selection: pd.DataFrame) -> float:
-    """The threshold on the saved model's P(positive) with the best balanced accuracy, averaged over the sources
+def predict_in_batches(predictor: Predictor, texts: list[str], size: int = 256) -> np.ndarray:
+    return np.concatenate([predictor.predict_proba(texts[i : i + size]) for i in range(0, len(texts), size)])
+
+
+def export_checked(family: ModelFamily, config: Any, native: Path, served: Path, validation: pd.DataFrame) -> float:
+    """Export the native model for its runtime, then check both agree on the validation split; returns the
+    largest difference in P(positive), or raises ExportMismatch with it."""
+    if family.export is None:  # served as trained
+        shutil.copytree(native, served, dirs_exist_ok=True)
+        return 0.0
+    family.export(native, served, config)
+    texts, settings = clean_tweets(validation["text"].tolist()), family.predictor_settings(config)
+    expected = predict_in_batches(family.native(native, **settings), texts)
+    exported = predict_in_batches(family.runtime(served, **settings), texts)
+    gap = float(np.max(np.abs(expected - exported)))
+    if gap > EXPORT_TOLERANCE:
+        raise ExportMismatch(
+            f"the {family.name} export differs from the native model by up to {gap:.2e} in P(positive) on "
+            f"{len(texts)} validation tweets (tolerance {EXPORT_TOLERANCE:g}): not logged"
+        )
+    return gap
+
+
+def choose_precision(
+    family: ModelFamily, config: Any, served: Path, selection: pd.DataFrame
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The runtime settings to log, and the metrics of the choice: an int8 copy, where the family makes one,
+    replaces the float model only if its accuracy and AUC on ``selection`` (TweetEval val) stay within
+    INT8_TOLERANCE of the float model's. Only the chosen file stays in the served folder."""
+    settings = family.predictor_settings(config)
+    if family.quantize is None:
+        return settings, {}
+    int8_file = family.quantize(served)
+    texts, labels = clean_tweets(selection["text"].tolist()), selection["label"].to_numpy()
+    candidates = {"float": settings, "int8": settings | {"model_file": int8_file}}
+    scores = {
+        name: evaluate.scores(labels, predict_in_batches(family.runtime(served, **options), texts))
+        for name, options in candidates.items()
+    }
+    int8 = all(abs(scores["float"][m] - scores["int8"][m]) <= INT8_TOLERANCE for m in ("accuracy", "roc_auc"))
+    (served / (ONNX_MODEL if int8 else int8_file)).unlink()
+    metrics = {f"selection_{name}_{m}": scores[name][m] for name in scores for m in ("accuracy", "roc_auc")}
+    return candidates["int8" if int8 else "float"], metrics | {"served_int8": float(int8)}
+
+
+def decision_threshold(family: ModelFamily, settings: dict[str, Any], served: Path, selection: pd.DataFrame) -> float:
+    """The threshold on the served model's P(positive) with the best balanced accuracy, averaged over the sources
     of the selection set (clean validation labels): chosen like any hyper-parameter, on validation data only."""
-    predictor = family.predictor(folder, **family.predictor_settings(config))
-    probs = predictor.predict_proba(clean_tweets(selection["text"].tolist()))
+    probs = predict_in_batches(family.runtime(served, **settings), clean_tweets(selection["text"].tolist()))
     return evaluate.balanced_threshold(selection["label"].to_numpy(), probs, selection["source"].to_numpy())
 
 
 def log_model(
-    family: ModelFamily, config: Any, folder: Path, name: str, threshold: float
+    family: ModelFamily, settings: dict[str, Any], served: Path, name: str, threshold: float
 ) -> mlflow.models.model.ModelInfo:
-    """Log the saved model in ``folder`` as the shared pyfunc (raw tweets in) and register it as ``name``."""
+    """Log the served model in ``served`` as the shared pyfunc (raw tweets in) and register it as ``name``."""
     return mlflow.pyfunc.log_model(
         name="model",
-        python_model=PACKAGE_DIR / "mlflow_model.py",
-        artifacts={"model": str(folder)},
-        model_config={"family": family.name, "predictor": family.predictor_settings(config), "threshold": threshold},
-        code_paths=[str(PACKAGE_DIR)],
+        python_model=MODEL_CODE / "mlflow_model.py",
+        artifacts={"model": str(served)},
+        model_config={"family": family.name, "predictor": settings, "threshold": threshold},
+        code_paths=[str(MODEL_CODE)],
         input_example=EXAMPLE_TWEETS,
         pip_requirements=[f"{p}=={version(p)}" for p in dict.fromkeys([*BASE_REQUIREMENTS, *family.requirements])],
         registered_model_name=name,
@@ -140,8 +194,9 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
     prepared = prepare_data(options)
     parts, sets, name = prepared.parts, prepared.sets, config.model_name
     with mlflow.start_run(run_name=name) as active, tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / family.name
-        folder.mkdir()
+        native, served = Path(tmp) / "native", Path(tmp) / "served"
+        native.mkdir()
+        served.mkdir()
         mlflow.set_tags({"family": family.name, "registered_model": name})
         mlflow.log_params(asdict(config) | prepared.params)
         mlflow.log_input(mlflow.data.from_pandas(parts.train, name=f"{dataset}-train"), context="training")
@@ -152,12 +207,16 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
         mlflow.log_text("\n".join(f"{t}\t{c}" for t, c in vocabulary.most_common()), "training_vocabulary.tsv")
         log.info("training %s on %d tweets", name, len(parts.train))
         start = time.perf_counter()
-        curves = family.fit(parts, config, folder)
+        curves = family.fit(parts, config, native)
         mlflow.log_metric("train_seconds", time.perf_counter() - start)
         _log_curves(curves)
-        threshold = decision_threshold(family, config, folder, parts.val)
+        mlflow.log_artifacts(str(native), "native_model")  # what was trained, beside the served export
+        mlflow.log_metric("export_max_abs_diff", export_checked(family, config, native, served, parts.val))
+        settings, precision_metrics = choose_precision(family, config, served, sets["tweeteval_val"])
+        mlflow.log_metrics(precision_metrics)
+        threshold = decision_threshold(family, settings, served, parts.val)
         mlflow.log_metric("decision_threshold", threshold)
-        info = log_model(family, config, folder, name, threshold)
+        info = log_model(family, settings, served, name, threshold)
         # Evaluate the logged model, exactly what will be served, not the in-memory one.
         model = mlflow.pyfunc.load_model(info.model_uri)
         metrics, probs = evaluate.evaluate(model.predict, sets)

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from tweet_sentiment.predict import TweetSentimentModel
+from tweet_model.pyfunc import TweetSentimentModel
 
 mlflow.models.set_model(TweetSentimentModel())

@@ -2,20 +2,16 @@
 
 Cleaning happens here, inside the logged model, so every consumer (evaluation, BentoML,
 ``mlflow models serve``) gets the same preprocessing as training did. The model's config names its
-family, the predictor settings training used and the decision threshold chosen on validation data.
+family, the runtime settings training used and the decision threshold chosen on validation data.
 """
 
 from pathlib import Path
 
 import mlflow
 import numpy as np
-from scipy.special import expit, logit
 
-from tweet_sentiment import logreg, lstm, transformer
-from tweet_sentiment.family import ModelFamily, Predictor
-from tweet_sentiment.text import clean_tweets
-
-FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (logreg.FAMILY, lstm.FAMILY, transformer.FAMILY)}
+from tweet_model.runtime import RUNTIMES
+from tweet_model.text import clean_tweets
 
 EXAMPLE_TWEETS = [
     "@united thanks for the upgrade, the crew was fantastic!",
@@ -25,23 +21,25 @@ EXAMPLE_TWEETS = [
 
 def recentre(probs: np.ndarray, threshold: float) -> np.ndarray:
     """P(positive) shifted in log-odds so that ``threshold`` lands on 0.5, where every consumer cuts."""
-    probs = np.asarray(probs, dtype=np.float64)  # float32 (Keras) would move tweets near the cut across it
+    probs = np.asarray(probs, dtype=np.float64)  # float32 would move tweets near the cut across it
     if threshold == 0.5:
         return probs
-    return expit(logit(np.clip(probs, 1e-12, 1 - 1e-12)) - logit(threshold))
+    probs = np.clip(probs, 1e-12, 1 - 1e-12)
+    odds = probs / (1 - probs) * ((1 - threshold) / threshold)
+    return odds / (1 + odds)
 
 
 class TweetSentimentModel(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc wrapping the predictor of the family named in the model config."""
+    """MLflow pyfunc wrapping the runtime of the family named in the model config."""
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
         config = context.model_config
-        predictor = FAMILIES[config["family"]].predictor
-        self.predictor: Predictor = predictor(Path(context.artifacts["model"]), **config.get("predictor", {}))
+        runtime = RUNTIMES[config["family"]]
+        self.runtime = runtime(Path(context.artifacts["model"]), **config.get("predictor", {}))
         self.threshold = float(config.get("threshold", 0.5))
 
     def predict(self, model_input: list[str], params: dict | None = None) -> list[float]:
         if not model_input:
             return []
-        probs = self.predictor.predict_proba(clean_tweets(model_input))
+        probs = self.runtime.predict_proba(clean_tweets(model_input))
         return recentre(probs, self.threshold).tolist()
