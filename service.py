@@ -43,6 +43,7 @@ from tweet_sentiment.serving import (
     adaptive_batching,
     document_guard_responses,
     limit_model_threads,
+    log_client_errors_in_one_line,
     private_prometheus_dir,
     tune_gc_for_serving,
     unbatched,
@@ -57,13 +58,14 @@ class ServiceArgs(BaseModel):
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
     access_log: bool = False  # a line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
     workers: int = 1  # on 2 cores, 2 workers served 3% more tweets/s for twice the memory (README, Benchmarks)
-    # TensorFlow / PyTorch threads per worker. 1: each batch in flight computes on a core of its own, 14-19% more
-    # tweets/s in 32-tweet requests than the frameworks' default of one per core (2 here), which None keeps.
+    # Model runtime threads per worker. 1: each batch in flight computes on a core of its own (measured against
+    # one per core, which None keeps: docs/serving.md).
     model_threads: int | None = 1
 
 
 args = bentoml.use_arguments(ServiceArgs)
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
+log_client_errors_in_one_line()
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 
@@ -88,7 +90,7 @@ feedback_total = bentoml.metrics.Counter(
     workers=args.workers,
     traffic={"timeout": 30},
     metrics={"enabled": True},
-    monitoring={"enabled": True, "type": "default", "options": {"log_path": str(settings().monitor_dir)}},
+    monitoring={"enabled": True, "type": "tweet_sentiment.serving.PredictionLog"},  # in TWEETS_MONITOR_DIR
     logging={"access": {"enabled": args.access_log}},
 )
 class TweetSentiment:
@@ -103,11 +105,11 @@ class TweetSentiment:
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())
         self.alerts.start()
-        # Warm-up before /readyz says yes. Keras traces a new graph for each of the first two batch
-        # shapes it sees (~1 s each here): paid now, no early request waits behind it, or gets shed.
+        # Warm-up before /readyz says yes: the runtime's first calls allocate and plan for their shapes,
+        # paid now so that no early request waits behind them, or gets shed.
         self.ready = all(len(self.predict_proba(EXAMPLE_TWEETS[:n])) == n for n in (1, 2))
-        # Adaptive batching, for /predict and /predict_batch alike. The LSTM costs ~1.4 ms for 1 tweet and
-        # ~4 ms for 64, so merging concurrent requests multiplies throughput; 64 keeps one call under ~5 ms.
+        # Adaptive batching, for /predict and /predict_batch alike: a model call of 64 tweets costs a few times
+        # one of a single tweet (benchmarks/results/REPORT.md), so merging concurrent requests multiplies throughput.
         # max_latency_ms is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it
         # predicts will exceed it, from a latency model fitted online that starts at max_latency/15 per item.
         # 50 ms sheds under ordinary jitter; 1 s sheds only real overload. See benchmarks/results/REPORT.md.

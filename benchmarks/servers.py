@@ -28,12 +28,17 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(
-    *bento_args: str, target: str = "service:TweetSentiment", timeout: float = 180, env: dict | None = None
+    *bento_args: str,
+    target: str = "service:TweetSentiment",
+    timeout: float = 180,
+    env: dict | None = None,
+    log: Path | None = None,
 ) -> Iterator[str]:
     """Run ``bentoml serve TARGET --arg ...`` on a free local port; yield its URL once /readyz says 200.
 
-    ``bento_args`` are ``key=value`` strings. Raises RuntimeError with the server's log if it dies
-    or is not ready in time. The server is stopped on exit.
+    ``bento_args`` are ``key=value`` strings. The server's output goes to ``log`` (default: a temporary
+    file). Raises RuntimeError with the server's log if it dies or is not ready in time. The server is
+    stopped on exit.
     """
     port = free_port()
     # Its own metrics folder (see private_prometheus_dir), not the caller's.
@@ -41,7 +46,7 @@ def running_server(
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     for arg in bento_args:
         command += ["--arg", arg]
-    with _serving(command, f"http://127.0.0.1:{port}", "/readyz", timeout, env) as url:
+    with _serving(command, f"http://127.0.0.1:{port}", "/readyz", timeout, env, log) as url:
         yield url
 
 
@@ -71,8 +76,10 @@ def running_mlflow_server(model_uri: str, workers: int = 1, timeout: float = 180
 
 
 @contextmanager
-def _serving(command: list[str], url: str, ready_path: str, timeout: float, env: dict) -> Iterator[str]:
-    with tempfile.TemporaryFile("w+") as log:
+def _serving(
+    command: list[str], url: str, ready_path: str, timeout: float, env: dict, log_path: Path | None = None
+) -> Iterator[str]:
+    with open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )

@@ -43,12 +43,10 @@ def test_a_failing_model_call_fails_the_requests_it_carried():
 
 
 def test_model_threads_are_limited_in_serving_workers_only(monkeypatch):
-    for variable in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
-        monkeypatch.setenv(variable, "unset")  # restored (removed) after the test
-        monkeypatch.delenv(variable)
+    monkeypatch.setenv("OMP_NUM_THREADS", "unset")  # restored (removed) after the test
+    monkeypatch.delenv("OMP_NUM_THREADS")
     limit_model_threads(1)  # a test or a script importing the service: untouched
-    assert "TF_NUM_INTRAOP_THREADS" not in os.environ
+    assert "OMP_NUM_THREADS" not in os.environ
     monkeypatch.setattr(bentoml.server_context, "worker_index", 1)
     limit_model_threads(1)
-    assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
     assert os.environ["OMP_NUM_THREADS"] == "1"

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
@@ -80,6 +81,8 @@ def connect(url: str | None = None) -> Engine:
     """An engine with the tables created; SQLite in WAL mode so several processes can write."""
     engine = create_engine(url or settings().feedback_database_url())
     if engine.dialect.name == "sqlite":
+        if engine.url.database and engine.url.database != ":memory:":
+            Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh state folder
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:

@@ -1,15 +1,17 @@
-"""Serving helpers kept out of service.py so it reads at a glance: request guards, metrics, GC."""
+"""Serving helpers kept out of service.py so it reads at a glance: request guards, logs, metrics, GC."""
 
 import gc
 import hmac
 import itertools
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import bentoml
+from bentoml._internal.monitoring.default import DefaultMonitor  # pinned BentoML; a test reads the log it writes
 from starlette.concurrency import run_in_threadpool
 
 from tweet_sentiment.config import settings
@@ -153,16 +155,54 @@ def unbatched(predict: PredictTweets[Answer]) -> AsyncPredictTweets[Answer]:
 
 
 def limit_model_threads(threads: int | None) -> None:
-    """Give TensorFlow and PyTorch this many threads per worker (None: their default); call before the model loads.
+    """Give the model runtime this many threads per worker (None: one per core); call before the model loads.
 
-    Only in a serving worker (not in a test or a script importing the service): the variables are read
-    when the framework starts, and child processes inherit them.
+    Only in a serving worker (not in a test or a script importing the service): ONNX Runtime sessions
+    (tweet_model.runtime) and OpenMP read OMP_NUM_THREADS when they are created.
     """
     if threads is None or bentoml.server_context.worker_index is None:
         return
-    os.environ.update(
-        dict.fromkeys(("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"), str(threads))
-    )
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+class PredictionLog(DefaultMonitor):
+    """BentoML's default monitor (rotating JSON files) in TWEETS_MONITOR_DIR, read in the server.
+
+    Named as the service's monitoring ``type`` instead of a ``log_path`` option, which bento.yaml would
+    record at build time as a path of the build machine.
+    """
+
+    def __init__(self, name: str, **options) -> None:
+        super().__init__(name, **(options | {"log_path": str(settings().monitor_dir)}))
+
+
+CLIENT_ERROR_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs each failed request, traceback included
+
+
+class OneLineClientErrors(logging.Filter):
+    """A client's error (bad input: 4xx) is one WARNING line, ``client error on ROUTE [METHOD]: STATUS REASON``;
+    the server's own errors keep their traceback. BentoML logs both alike at ERROR, with the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from bentoml.exceptions import BentoMLException
+        from pydantic import ValidationError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValidationError):
+            status, reason = 400, f"{error.error_count()} validation error(s): {error.errors()[0]['msg']}"
+        elif isinstance(error, BentoMLException) and error.error_code < 500:
+            status, reason = int(error.error_code), str(error)
+        else:
+            return True
+        path, method = record.args
+        record.msg, record.args = "client error on %s [%s]: %d %s", (path, method, status, reason)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info = record.exc_text = None
+        return True
+
+
+def log_client_errors_in_one_line() -> None:
+    logging.getLogger(CLIENT_ERROR_LOGGER).addFilter(OneLineClientErrors())
 
 
 def private_prometheus_dir() -> str:
@@ -183,7 +223,7 @@ def tune_gc_for_serving(young_threshold: int = 50_000) -> None:
     """Garbage-collector settings for a server process; call once the model is loaded and warm.
 
     Measured on the LSTM service, 64 users, with CPython's defaults: full collections every ~2 s,
-    each walking ~1.1M objects (TensorFlow, the model, the framework) for ~0.4 s. The objects of
+    each walking ~1.1M objects (the model runtime, the framework) for ~0.4 s. The objects of
     the requests in flight survive the frequent young collections (every 700 allocations), get
     promoted, and so keep triggering full ones. Hence:
 
