@@ -71,6 +71,7 @@ streamlit: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL.
+## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL, Docker and debootstrap.
 system-deps:
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus postgresql
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus postgresql \
+		docker.io debootstrap iptables

@@ -1,8 +1,6 @@
 """`bentoml build`: what the Bento holds, its Dockerfile, and the exported Bento served like a container."""
 
 import os
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
@@ -11,21 +9,9 @@ import httpx
 import pytest
 import yaml
 
+from benchmarks.containers import build
 from benchmarks.servers import running_server
 from tweet_sentiment.config import ROOT, settings
-
-
-def build(*args: str) -> bentoml.Bento:
-    result = subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", "-o", "tag", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    tag = result.stdout.strip().splitlines()[-1].removeprefix("__tag__:")
-    return bentoml.get(tag)
 
 
 @pytest.fixture(scope="module")

@@ -162,7 +162,7 @@ def limit_model_threads(threads: int | None) -> None:
     """
     if threads is None or bentoml.server_context.worker_index is None:
         return
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ.update(OMP_NUM_THREADS=str(threads))
 
 
 class PredictionLog(DefaultMonitor):

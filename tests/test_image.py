@@ -1,0 +1,95 @@
+"""The image users deploy, built from a tiny model's Bento and run with a volume, as a platform team checks it.
+
+Slow: it needs a Docker engine (.ci/run installs Debian's docker.io and debootstrap; a private dockerd is
+started with its state in a temporary folder) and builds an image, ~5 min.
+"""
+
+import json
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from benchmarks.containers import (
+    STATE,
+    build,
+    containerize,
+    docker,
+    docker_engine,
+    ensure_base_image,
+    running_container,
+)
+
+pytestmark = pytest.mark.slow
+READY_WITHIN_S = 60  # generous for a loaded CI machine; the image figures give the real time
+
+
+@pytest.fixture(scope="module")
+def engine():
+    try:
+        with docker_engine() as env:
+            yield env
+    except RuntimeError as error:
+        pytest.fail(str(error)) if os.environ.get("CI") else pytest.skip(str(error))
+
+
+@pytest.fixture(scope="module")
+def image(engine, request):
+    """TWEETS_IMAGE, an image built beforehand (the GitHub workflow's, pushed only if this passes), or the
+    image of the session's tiny LSTM champion, built now."""
+    if built := os.environ.get("TWEETS_IMAGE"):
+        return built
+    request.getfixturevalue("trained")
+    ensure_base_image(engine)
+    return containerize(str(build().tag), f"tweet-sentiment:test-{uuid.uuid4().hex[:8]}", engine)
+
+
+@pytest.fixture
+def volume(engine):
+    name = f"tweet-state-{uuid.uuid4().hex[:8]}"
+    docker(engine, "volume", "create", name)
+    yield name
+    docker(engine, "volume", "rm", "-f", name, check=False)
+
+
+def test_image_runs_as_non_root_with_a_healthcheck_and_a_state_volume(engine, image):
+    config = json.loads(docker(engine, "image", "inspect", image))[0]["Config"]
+    assert config["User"] == "bentoml"
+    assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
+    assert STATE in config["Volumes"]
+    assert config["Env"] and f"TWEETS_STATE_DIR={STATE}" in config["Env"]
+    packages = docker(engine, "run", "--rm", "--entrypoint", "python", image, "-m", "pip", "list", check=False)
+    packages += docker(engine, "run", "--rm", "--entrypoint", "uv", image, "pip", "list")
+    assert "onnxruntime" in packages and not any(f in packages for f in ("tensorflow", "torch ", "transformers"))
+
+
+def test_image_serves_keeps_feedback_across_containers_and_drains_on_sigterm(engine, image, volume):
+    name = f"tweet-sentiment-{uuid.uuid4().hex[:8]}"
+    with running_container(image, engine, volume, name, timeout=READY_WITHIN_S) as (url, _):
+        assert docker(engine, "exec", name, "id", "-u") != "0"
+        answer = httpx.post(f"{url}/predict", json={"tweet": "great flight, thanks!"}).json()
+        assert answer["model"].startswith("tweet-lstm/") and answer["model"].endswith("@champion")
+        assert answer["label"] in ("positive", "negative")
+        batch = httpx.post(f"{url}/predict_batch", json={"tweets": ["love it", "hate it"]}).json()
+        assert len(batch) == 2
+        assert httpx.post(f"{url}/status", json={}).json()["family"] == "lstm"
+        assert "tweet_predictions_total" in httpx.get(f"{url}/metrics").text
+        feedback = {"tweet": "great flight, thanks!", "predicted_label": "positive", "true_label": "negative"}
+        assert httpx.post(f"{url}/feedback", json=feedback).json()["wrong_in_window"] == 1
+
+        # SIGTERM while 16 requests are in flight: every one is answered.
+        def predict(_):
+            return httpx.post(f"{url}/predict_batch", json={"tweets": ["a tweet"] * 64}, timeout=30).status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            answers = pool.map(predict, range(16))
+            docker(engine, "kill", "--signal", "TERM", name)
+            assert list(answers) == [200] * 16
+        docker(engine, "wait", name, timeout=60)
+        assert docker(engine, "inspect", "-f", "{{.State.ExitCode}}", name) == "0"
+
+    # A new container on the same volume has the feedback the removed one stored.
+    with running_container(image, engine, volume, name, timeout=READY_WITHIN_S) as (url, _):
+        assert httpx.post(f"{url}/status", json={}).json()["wrong_in_window"] == 1
