@@ -9,8 +9,9 @@ LSTM_ARGS ?= --dataset airline+sentiment140 --teacher $(TEACHER)
 GENERAL_ARGS ?= --dataset airline+sentiment140:54000 --teacher $(TEACHER) --agreeing-only --epochs 1 \
 	--model-name tweet-minilm-general
 PORT ?= 3000
+IMAGE ?= tweet-sentiment:dev
 
-.PHONY: install data serve test test-slow train train-lstm results drift lint bench bench-smoke streamlit clean system-deps
+.PHONY: install data serve test test-slow train train-lstm results drift image lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt
 	python3 -m venv $(VENV)
@@ -55,6 +56,12 @@ results: install
 ## Drift report of what the server answered (see the README's Model lifecycle section).
 drift: install
 	$(PY) drift_report.py
+
+## The Bento of MODEL_TAG and its image IMAGE. BentoML copies the Bento to the temporary folder and
+## refuses a Dockerfile template outside the current folder: containerize runs from there.
+image: install
+	$(PY) -m bentoml build --arg model_tag=$(MODEL_TAG)
+	cd "$${TMPDIR:-/tmp}" && $(abspath $(PY)) -m bentoml containerize tweet-sentiment:latest -t $(IMAGE)
 
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -153,7 +153,11 @@ def build(*args: str) -> bentoml.Bento:
 
 
 def containerize(bento_tag: str, image: str, env: dict[str, str]) -> str:
-    """``bentoml containerize`` the Bento into ``image``; the build reaches package indexes as this host does."""
+    """``bentoml containerize`` the Bento into ``image``; the build reaches package indexes as this host does.
+
+    Run from the temporary folder: BentoML copies the Bento there first and refuses a Dockerfile
+    template outside the current folder (as `make image` does too).
+    """
     done = subprocess.run(
         [
             sys.executable,
@@ -168,7 +172,7 @@ def containerize(bento_tag: str, image: str, env: dict[str, str]) -> str:
             "--opt",
             "network=host",
         ],
-        cwd=ROOT,
+        cwd=tempfile.gettempdir(),
         env=env,
         capture_output=True,
         text=True,

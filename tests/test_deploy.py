@@ -16,8 +16,7 @@ def test_workflow_tests_builds_checks_the_image_and_pushes_only_what_passed():
     order = [
         next(i for i, run in enumerate(runs) if command in run)
         for command in (
-            "bentoml build",
-            "bentoml containerize",
+            "make image",
             'TWEETS_IMAGE="$IMAGE" .venv/bin/python -m pytest -m slow tests/test_image.py',
             "docker push",
         )

@@ -6,6 +6,8 @@ started with its state in a temporary folder) and builds an image, ~5 min.
 
 import json
 import os
+import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -79,12 +81,17 @@ def test_image_serves_keeps_feedback_across_containers_and_drains_on_sigterm(eng
         feedback = {"tweet": "great flight, thanks!", "predicted_label": "positive", "true_label": "negative"}
         assert httpx.post(f"{url}/feedback", json=feedback).json()["wrong_in_window"] == 1
 
-        # SIGTERM while 16 requests are in flight: every one is answered.
+        # SIGTERM while 16 requests of 256 tweets are in flight: every one is answered.
+        on_the_wire = threading.Barrier(17)
+
         def predict(_):
-            return httpx.post(f"{url}/predict_batch", json={"tweets": ["a tweet"] * 64}, timeout=30).status_code
+            on_the_wire.wait()
+            return httpx.post(f"{url}/predict_batch", json={"tweets": ["a tweet"] * 256}, timeout=30).status_code
 
         with ThreadPoolExecutor(16) as pool:
             answers = pool.map(predict, range(16))
+            on_the_wire.wait()
+            time.sleep(0.05)  # sent on loopback and accepted, not yet answered
             docker(engine, "kill", "--signal", "TERM", name)
             assert list(answers) == [200] * 16
         docker(engine, "wait", name, timeout=60)
