@@ -14,14 +14,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import bentoml
 
-from benchmarks.servers import free_port
+from benchmarks.servers import answers_200, free_port
 from tweet_sentiment.config import ROOT
 
 BASE_IMAGE = "python:3.11-slim"  # bentofile.yaml's docker.base_image
@@ -183,14 +182,6 @@ def containerize(bento_tag: str, image: str, env: dict[str, str]) -> str:
     return image
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
 @contextmanager
 def running_container(
     image: str, env: dict[str, str], volume: str, name: str, timeout: float = 120
@@ -202,7 +193,7 @@ def running_container(
     docker(env, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000", "-v", f"{volume}:{STATE}", image, "serve")
     url = f"http://127.0.0.1:{port}"
     try:
-        while not ready(url):
+        while not answers_200(f"{url}/readyz"):
             if time.monotonic() - start > timeout or docker(env, "inspect", "-f", "{{.State.Running}}", name) != "true":
                 raise RuntimeError(f"{image} not ready in {timeout} s:\n{docker(env, 'logs', name, check=False)}")
             time.sleep(0.2)

@@ -16,8 +16,15 @@ from datetime import date
 
 import httpx
 
-from benchmarks.containers import build, containerize, docker, docker_engine, ensure_base_image, memory_mib
-from benchmarks.containers import running_container as run_image
+from benchmarks.containers import (
+    build,
+    containerize,
+    docker,
+    docker_engine,
+    ensure_base_image,
+    memory_mib,
+    running_container,
+)
 from benchmarks.run import RESULTS
 from tweet_sentiment.data import load_airline
 
@@ -36,7 +43,7 @@ def measure(model_tag: str) -> dict:
         for run in range(RUNS):
             volume = f"tweet-bench-{uuid.uuid4().hex[:8]}"
             name = f"tweet-bench-{run}"
-            with run_image(image, env, volume, name) as (url, seconds):
+            with running_container(image, env, volume, name) as (url, seconds):
                 ready.append(seconds)
                 idle.append(memory_mib(env, name))
                 with httpx.Client(timeout=30) as client, ThreadPoolExecutor(8) as pool:

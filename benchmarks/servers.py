@@ -85,7 +85,7 @@ def _serving(
         )
         try:
             deadline = time.monotonic() + timeout
-            while not _ready(url + ready_path):
+            while not answers_200(url + ready_path):
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
                     state = f"exited with {process.returncode}" if process.poll() is not None else "not ready"
@@ -101,7 +101,8 @@ def _serving(
                 process.wait()
 
 
-def _ready(url: str) -> bool:
+def answers_200(url: str) -> bool:
+    """True when a GET of ``url`` answers 200 within 2 s."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status == 200
