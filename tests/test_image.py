@@ -6,10 +6,10 @@ started with its state in a temporary folder) and builds an image, ~5 min.
 
 import json
 import os
-import threading
+import re
+import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -66,6 +66,35 @@ def test_image_runs_as_non_root_with_a_healthcheck_and_a_state_volume(engine, im
     assert "onnxruntime" in packages and not any(f in packages for f in ("tensorflow", "torch ", "transformers"))
 
 
+def half_sent_predict_batch(url: str) -> tuple[socket.socket, bytes]:
+    """A /predict_batch request whose headers and first half of body are sent; returns the socket and the rest."""
+    body = json.dumps({"tweets": ["a tweet"] * 256}).encode()
+    host, port = httpx.URL(url).host, httpx.URL(url).port
+    head = f"POST /predict_batch HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    connection = socket.create_connection((host, port), timeout=60)
+    connection.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[: len(body) // 2])
+    return connection, body[len(body) // 2 :]
+
+
+def finish(request: tuple[socket.socket, bytes]) -> int:
+    """Send the rest of the body; the response's status code."""
+    connection, rest = request
+    with connection:
+        connection.sendall(rest)
+        status_line = connection.makefile("rb").readline().decode()
+    return int(status_line.split()[1]) if status_line else 0
+
+
+def wait_for_in_progress(url: str, route: str, count: int, timeout: float = 30) -> None:
+    """Until the server's own gauge counts ``count`` requests in progress on ``route``: they reached it."""
+    deadline = time.monotonic() + timeout
+    pattern = re.compile(rf'request_in_progress\{{[^}}]*endpoint="{re.escape(route)}"[^}}]*\}} (\S+)')
+    while (found := pattern.findall(httpx.get(f"{url}/metrics").text)) and sum(map(float, found)) < count:
+        assert time.monotonic() < deadline, f"{count} requests on {route} never in progress together"
+        time.sleep(0.1)
+    assert found, f"no request_in_progress gauge for {route}"
+
+
 def test_image_serves_keeps_feedback_across_containers_and_drains_on_sigterm(engine, image, volume):
     name = f"tweet-sentiment-{uuid.uuid4().hex[:8]}"
     with running_container(image, engine, volume, name, timeout=READY_WITHIN_S) as (url, _):
@@ -80,19 +109,11 @@ def test_image_serves_keeps_feedback_across_containers_and_drains_on_sigterm(eng
         feedback = {"tweet": "great flight, thanks!", "predicted_label": "positive", "true_label": "negative"}
         assert httpx.post(f"{url}/feedback", json=feedback).json()["wrong_in_window"] == 1
 
-        # SIGTERM while 16 requests of 256 tweets are in flight: every one is answered.
-        on_the_wire = threading.Barrier(17)
-
-        def predict(_):
-            on_the_wire.wait()
-            return httpx.post(f"{url}/predict_batch", json={"tweets": ["a tweet"] * 256}, timeout=30).status_code
-
-        with ThreadPoolExecutor(16) as pool:
-            answers = pool.map(predict, range(16))
-            on_the_wire.wait()
-            time.sleep(0.05)  # sent on loopback and accepted, not yet answered
-            docker(engine, "kill", "--signal", "TERM", name)
-            assert list(answers) == [200] * 16
+        # SIGTERM while 16 requests are in the server (headers read, body half sent): every one is answered.
+        held = [half_sent_predict_batch(url) for _ in range(16)]
+        wait_for_in_progress(url, "/predict_batch", 16)
+        docker(engine, "kill", "--signal", "TERM", name)
+        assert [finish(request) for request in held] == [200] * 16
         docker(engine, "wait", name, timeout=60)
         assert docker(engine, "inspect", "-f", "{{.State.ExitCode}}", name) == "0"
 
