@@ -36,7 +36,9 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
     text = report.read_text()
     assert f"{os.cpu_count()} CPU cores" in text
     assert "tweets/s" in text and "random weights" in text
-    assert "32 per call" in text  # the model-only ceiling of 32-tweet requests
+    # The model alone: the served ONNX runtime against the native Keras model, with its FLOPs and share of peak.
+    assert "| lstm | onnx, 1 thread | 32 | 1 |" in text and "| lstm | keras (native) | 64 | 1 |" in text
+    assert "GFLOP/s" in text and "ONNX / Keras" in text
     for image in ("latency_throughput.png", "latency_vs_load.png"):
         assert (tmp_path / image).stat().st_size > 5_000
 
@@ -56,3 +58,12 @@ def test_random_distilbert_for_latency_is_registered_and_imported_into_bentoml()
     assert run.data.tags["weights"] == "random"
     probs = logged.predict(["a tweet", "another tweet"])
     assert len(probs) == 2 and all(0 <= p <= 1 for p in probs)
+
+
+def test_lstm_flops_follow_the_exported_architecture(trained):
+    from benchmarks import model_only
+
+    units, glove_dim = 8, 50  # conftest trains the LSTM with --units 8 on GloVe 6B-50d
+    per_step = model_only.lstm_flops_per_step(trained["lstm"].bento_tag)
+    assert per_step == 2 * 4 * units * (glove_dim + units) * 2  # directions x gates x multiply-adds x 2
+    assert model_only.peak_gflops() > 0
