@@ -37,10 +37,14 @@ from tweet_sentiment.schemas import (
     Tweets,
 )
 from tweet_sentiment.serving import (
+    HEALTH_PATHS,
+    BodyLimits,
     JSONOnly,
     LoadShedding,
     RequireToken,
     adaptive_batching,
+    close_silent_connections,
+    count_only_known_paths,
     document_guard_responses,
     limit_model_threads,
     log_client_errors_in_one_line,
@@ -66,6 +70,7 @@ class ServiceArgs(BaseModel):
 args = bentoml.use_arguments(ServiceArgs)
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
 log_client_errors_in_one_line()
+close_silent_connections(settings().header_timeout_seconds)
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 
@@ -211,9 +216,15 @@ class TweetSentiment:
         )
 
 
+# Outermost first: a body must be whole (and small) before the request takes a place in the in-flight limit.
+limits = settings()
+TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_seconds)
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
 TweetSentiment.add_asgi_middleware(Pages, served=SERVED)  # / home page, /readme, Swagger at /docs
 document_guard_responses()
+count_only_known_paths(
+    [*HEALTH_PATHS, *(api.route for api in TweetSentiment.apis.values()), *Pages.PATHS, "/docs.json"]
+)
 if token := settings().feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
     TweetSentiment.add_asgi_middleware(RequireToken, token=token.get_secret_value(), paths=frozenset({"/feedback"}))

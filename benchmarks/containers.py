@@ -207,3 +207,21 @@ def memory_mib(env: dict[str, str], name: str) -> float:
     usage = docker(env, "stats", "--no-stream", "--format", "{{.MemUsage}}", name).split("/")[0].strip()
     value, unit = float(usage.rstrip("KMGiB")), usage.lstrip("0123456789.")
     return value * {"KiB": 1 / 1024, "MiB": 1, "GiB": 1024}[unit]
+
+
+# Run inside the container (the image has Python, not ps): each process's resident memory and command line.
+_PROCESSES = """
+import pathlib
+for proc in pathlib.Path("/proc").glob("[0-9]*"):
+    try:
+        rss = next(line.split()[1] for line in (proc / "status").read_text().splitlines() if line.startswith("VmRSS"))
+        print(rss, (proc / "cmdline").read_bytes().replace(b"\\0", b" ").decode().strip())
+    except (OSError, StopIteration):  # gone meanwhile, or a kernel thread
+        pass
+"""
+
+
+def worker_rss_mib(env: dict[str, str], name: str) -> list[float]:
+    """Resident memory of each BentoML worker process in the container, MiB (/proc VmRSS)."""
+    listing = docker(env, "exec", name, "python", "-c", _PROCESSES).splitlines()
+    return [int(rss) / 1024 for rss, _, command in (line.partition(" ") for line in listing) if "worker" in command]

@@ -22,6 +22,7 @@ from benchmarks.containers import (
     docker_engine,
     ensure_base_image,
     running_container,
+    worker_rss_mib,
 )
 
 pytestmark = pytest.mark.slow
@@ -99,6 +100,8 @@ def test_image_serves_keeps_feedback_across_containers_and_drains_on_sigterm(eng
     name = f"tweet-sentiment-{uuid.uuid4().hex[:8]}"
     with running_container(image, engine, volume, name, timeout=READY_WITHIN_S) as (url, _):
         assert docker(engine, "exec", name, "id", "-u") != "0"
+        [worker] = worker_rss_mib(engine, name)  # one worker (the default), what benchmarks.image measures
+        assert 50 < worker < 1024
         answer = httpx.post(f"{url}/predict", json={"tweet": "great flight, thanks!"}).json()
         assert answer["model"].startswith("tweet-lstm/") and answer["model"].endswith("@champion")
         assert answer["label"] in ("positive", "negative")

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     # What a server must keep across restarts, in one folder (a volume in the image)
     state_dir: Path = _env("TWEETS_STATE_DIR", ROOT, "the server's data: prediction log and SQLite feedback store")
     monitor_dir: Path = _in_state_dir("TWEETS_MONITOR_DIR", "monitoring", "the prediction log (drift report input)")
+    # What one client may cost the server (README, Floods and faults)
+    max_body_bytes: int = _env("TWEETS_MAX_BODY_BYTES", 4_000_000, "larger request bodies get 413 before they are read")
+    body_timeout_seconds: float = _env("TWEETS_BODY_TIMEOUT_SECONDS", 15.0, "a body not whole by then gets 408")
+    header_timeout_seconds: float = _env(
+        "TWEETS_HEADER_TIMEOUT_SECONDS", 10.0, "a connection with no complete request headers by then is closed"
+    )
     # Feedback and alerts
     feedback_db: Path = _in_state_dir("TWEETS_FEEDBACK_DB", "feedback.db", "SQLite feedback store")
     feedback_db_url: SecretStr | None = _env("TWEETS_FEEDBACK_DB_URL", None, "any SQLAlchemy URL; wins over the file")

@@ -76,11 +76,13 @@ def readme_page() -> str:
 class Pages:
     """ASGI middleware: GET / is the home page, GET /readme the README, GET /docs BentoML's Swagger page."""
 
+    PATHS = ("/", "/readme", "/docs")
+
     def __init__(self, app, served: ServedModel) -> None:
         self.app, self.served, self.readme = app, served, readme_page()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("/", "/readme", "/docs"):
+        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in self.PATHS:
             return await self.app(scope, receive, send)
         if scope["path"] == "/docs":
             return await self.app({**scope, "path": "/", "raw_path": b"/"}, receive, send)

@@ -1,13 +1,17 @@
 """Serving helpers kept out of service.py so it reads at a glance: request guards, logs, metrics, GC."""
 
+import asyncio
+import atexit
 import gc
 import hmac
 import itertools
 import json
 import logging
 import os
+import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 import bentoml
@@ -21,7 +25,7 @@ HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 
 async def _answer(send, status: int, error: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), *headers]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -82,7 +86,116 @@ class LoadShedding:
             self.in_flight -= 1
 
 
+class BodyLimits:
+    """ASGI middleware: a request body must fit in ``max_bytes`` and arrive whole within ``timeout_s``.
+
+    A declared Content-Length over the limit is answered 413 before a byte of the body is read; a body
+    that grows past it while streaming, 413 as soon as it does; one still incomplete after ``timeout_s``,
+    408. The inner app sees the request only once its body is whole, so clients that send slowly hold no
+    place in the in-flight limit (LoadShedding, inside this) and cannot starve the others.
+    """
+
+    def __init__(self, app, max_bytes: int, timeout_s: float) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        close = [(b"connection", b"close")]  # the rest of a refused body is never read: drop the connection
+        too_large = f"the body is over {self.max_bytes:,} bytes"
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_bytes:
+            return await _answer(send, 413, too_large, close)
+        chunks, size = [], 0
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return
+                    chunks.append(message.get("body", b""))
+                    size += len(chunks[-1])
+                    if size > self.max_bytes:
+                        return await _answer(send, 413, too_large, close)
+                    if not message.get("more_body"):
+                        break
+        except TimeoutError:
+            return await _answer(send, 408, f"the body did not arrive within {self.timeout_s:g} s", close)
+        whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        async def replay():
+            nonlocal whole
+            if whole is None:
+                return await receive()  # a disconnect, for the app to notice
+            message, whole = whole, None
+            return message
+
+        await self.app(scope, replay, send)
+
+
+def close_silent_connections(header_timeout_s: float) -> None:
+    """Close a connection whose request headers are not complete ``header_timeout_s`` after it opened or its
+    previous response ended (nginx's ``client_header_timeout``): idle and slowloris connections.
+
+    Uvicorn, which BentoML runs, times out only the wait between requests, and restarts even that on every
+    byte, so a silent connection held a file descriptor forever. No BentoML or uvicorn setting reaches it;
+    this arms a timer in uvicorn's httptools protocol (the one used when httptools is installed, as here).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+
+    if getattr(Protocol, "header_timeout_s", None) is not None:
+        Protocol.header_timeout_s = header_timeout_s
+        return
+    connection_made, message_begin, headers_complete = (
+        Protocol.connection_made,
+        Protocol.on_message_begin,
+        Protocol.on_headers_complete,
+    )
+
+    def arm(protocol) -> None:
+        if deadline := getattr(protocol, "header_deadline", None):
+            deadline.cancel()
+        protocol.header_deadline = protocol.loop.call_later(protocol.header_timeout_s, protocol.transport.close)
+
+    def on_connection_made(self, transport) -> None:
+        connection_made(self, transport)
+        arm(self)
+
+    def on_message_begin(self) -> None:
+        message_begin(self)
+        arm(self)
+
+    def on_headers_complete(self) -> None:
+        self.header_deadline.cancel()
+        headers_complete(self)
+
+    Protocol.header_timeout_s = header_timeout_s
+    Protocol.connection_made, Protocol.on_message_begin = on_connection_made, on_message_begin
+    Protocol.on_headers_complete = on_headers_complete
+
+
+def count_only_known_paths(paths: Iterable[str]) -> None:
+    """Keep BentoML's request metrics to ``paths``: requests to any other path (all 404) are not counted.
+
+    BentoML labels each request's series with its raw path, so every path a client invents became new
+    series in /metrics and in the worker's memory, without bound. No setting limits it (its skip list
+    matches prefixes); this wraps its metrics middleware.
+    """
+    from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware as Metered
+
+    known, count = frozenset(paths), Metered.__call__
+
+    async def call(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] not in known:
+            return await self.app(scope, receive, send)
+        await count(self, scope, receive, send)
+
+    Metered.__call__ = call
+
+
 GUARD_RESPONSES = {
+    408: "the body did not arrive within TWEETS_BODY_TIMEOUT_SECONDS",
+    413: "a body over TWEETS_MAX_BODY_BYTES, refused before it is read",
     401: "POST /feedback without the right `Authorization: Bearer <token>` (only when TWEETS_FEEDBACK_TOKEN is set)",
     415: "a body declared as anything but application/json",
     503: "overloaded: past max_concurrency requests in flight; retry after the Retry-After header",
@@ -205,18 +318,45 @@ def log_client_errors_in_one_line() -> None:
     logging.getLogger(CLIENT_ERROR_LOGGER).addFilter(OneLineClientErrors())
 
 
+METRICS_DIR_PREFIX = "tweet-sentiment-metrics-"
+
+
 def private_prometheus_dir() -> str:
     """Give this server its own Prometheus multiprocess folder; call when the service module is imported.
 
     BentoML puts every server's in one folder under its home and empties it when a server starts, so
     servers sharing a host would report each other's metrics and lose their own. The serving process
-    takes a fresh folder, before BentoML prepares it; its workers inherit it in PROMETHEUS_MULTIPROC_DIR.
+    takes a fresh folder, named after its process id, before BentoML prepares it; its workers inherit it in
+    PROMETHEUS_MULTIPROC_DIR. The folder goes when the process exits; those of killed servers go when the
+    next one starts.
     """
     from bentoml._internal.configuration.containers import BentoMLContainer
 
-    folder = settings().prometheus_multiproc_dir or tempfile.mkdtemp(prefix="tweet-sentiment-metrics-")
+    folder = settings().prometheus_multiproc_dir
+    if folder is None:
+        remove_dead_servers_metrics(Path(tempfile.gettempdir()))
+        folder = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     BentoMLContainer.prometheus_multiproc_dir.set(folder)
     return folder
+
+
+def remove_dead_servers_metrics(parent: Path) -> None:
+    """Remove the metrics folders of servers whose process is gone."""
+    for folder in parent.glob(f"{METRICS_DIR_PREFIX}*-*"):
+        pid = folder.name.removeprefix(METRICS_DIR_PREFIX).split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        pass
+    return True
 
 
 def tune_gc_for_serving(young_threshold: int = 50_000) -> None:
