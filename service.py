@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections import Counter
 
 import bentoml
-from bentoml.exceptions import InvalidArgument
+from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
@@ -27,6 +28,7 @@ from tweet_sentiment.language import detect_language, language_warning
 from tweet_sentiment.registry import resolve_model
 from tweet_sentiment.schemas import (
     FeedbackReceipt,
+    IdempotencyKey,
     Label,
     ModelName,
     Prediction,
@@ -41,11 +43,13 @@ from tweet_sentiment.serving import (
     BodyLimits,
     JSONOnly,
     LoadShedding,
+    PredictionLog,
     RequireToken,
     adaptive_batching,
     close_silent_connections,
     count_only_known_paths,
     document_guard_responses,
+    error_response,
     limit_model_threads,
     log_client_errors_in_one_line,
     private_prometheus_dir,
@@ -68,6 +72,7 @@ class ServiceArgs(BaseModel):
 
 
 args = bentoml.use_arguments(ServiceArgs)
+STORE_RETRY_AFTER_S = 5  # the pool checks connections before use: the store answers as soon as it is back
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
 log_client_errors_in_one_line()
 close_silent_connections(settings().header_timeout_seconds)
@@ -156,12 +161,18 @@ class TweetSentiment:
     @bentoml.api
     async def predict(self, tweet: Tweet) -> Prediction:
         """Sentiment of one tweet."""
-        return (await self.predict_tweets([tweet]))[0]
+        try:
+            return (await self.predict_tweets([tweet]))[0]
+        except ServiceUnavailable as overloaded:
+            return error_response(503, str(overloaded), retry_after_s=1)
 
     @bentoml.api
     async def predict_batch(self, tweets: Tweets) -> Predictions:
         """Sentiment of a list of tweets, in order."""
-        return await self.predict_tweets(tweets)
+        try:
+            return await self.predict_tweets(tweets)
+        except ServiceUnavailable as overloaded:
+            return error_response(503, str(overloaded), retry_after_s=1)
 
     @bentoml.api
     def feedback(
@@ -171,20 +182,28 @@ class TweetSentiment:
         true_label: Label | None = None,
         wrong: bool | None = None,
         model: ModelName | None = None,
+        idempotency_key: IdempotencyKey | None = None,
     ) -> FeedbackReceipt:
-        """Report on a prediction: give the true label, or `wrong: true`. Stored durably."""
+        """Report on a prediction: give the true label, or `wrong: true`. Stored durably; with an
+        `idempotency_key`, a retry stores nothing twice. 503 with Retry-After while the store is down."""
         if true_label is None and wrong is None:
-            raise InvalidArgument("give true_label, or wrong (true/false)")
+            return error_response(400, "give true_label, or wrong (true/false)")
         is_wrong = wrong if true_label is None else true_label != predicted_label
         if wrong is not None and wrong != is_wrong:
-            raise InvalidArgument(f"wrong={wrong} contradicts true_label={true_label} for {predicted_label=}")
+            return error_response(400, f"wrong={wrong} contradicts true_label={true_label} for {predicted_label=}")
         model = model or self.model_label
-        feedback_id = self.feedback_store.add(tweet, predicted_label, true_label, is_wrong, model)
+        store = self.feedback_store
+        try:
+            feedback_id = store.add(tweet, predicted_label, true_label, is_wrong, model, idempotency_key)
+            state = store.evaluate()
+        except DBAPIError as error:  # the database is down: the client retries (safely with a key)
+            store.health.failed(error)
+            return error_response(503, "the feedback store is unavailable; retry later", STORE_RETRY_AFTER_S)
+        store.health.succeeded()
         # Only the served model is a label value: a client's free text must not create metric series.
         feedback_total.labels(
             verdict="wrong" if is_wrong else "right", model=self.model_label if model == self.model_label else "other"
         ).inc()
-        state = self.feedback_store.evaluate()
         if state.opened_now:
             self.alerts.wake()  # the e-mail goes out from the sender thread, never in this request
         return FeedbackReceipt(
@@ -196,8 +215,15 @@ class TweetSentiment:
 
     @bentoml.api
     def status(self) -> Status:
-        """The served model and the alert state, for dashboards and the Streamlit page (reads only)."""
-        state = self.feedback_store.state()
+        """The served model, the alert state (null while the feedback store is down) and which dependencies
+        are degraded, for dashboards and the Streamlit page (reads only)."""
+        try:
+            state = self.feedback_store.state()
+            self.feedback_store.health.succeeded()
+        except DBAPIError as error:
+            self.feedback_store.health.failed(error)
+            state = None
+        degraded = [d.name for d in (self.feedback_store.health, PredictionLog.health) if d.degraded]
         return Status(
             model=self.model_label,
             served=ServedModelInfo(
@@ -209,10 +235,11 @@ class TweetSentiment:
                 mlflow_run_id=SERVED.run_id,
             ),
             family=SERVED.family,
-            alert_open=state.incident_id is not None,
-            wrong_in_window=state.wrong_in_window,
-            alert_threshold=state.threshold,
-            alert_window_seconds=state.window_seconds,
+            alert_open=None if state is None else state.incident_id is not None,
+            wrong_in_window=None if state is None else state.wrong_in_window,
+            alert_threshold=self.feedback_store.rule.threshold,
+            alert_window_seconds=self.feedback_store.rule.window_seconds,
+            degraded=degraded,
         )
 
 

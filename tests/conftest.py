@@ -107,17 +107,27 @@ def postgres():
 
     run("initdb", "-D", folder / "data", "-U", "tweets", "--auth=trust")
     options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1"
-    run("pg_ctl", "-D", folder / "data", "-o", options, "-l", folder / "log", "-w", "start")
     import psycopg
 
-    databases = itertools.count()
+    class Server:
+        """Call it for a fresh database's SQLAlchemy URL; ``stop`` and ``start`` it for an outage."""
 
-    def fresh_database() -> str:
-        name = f"feedback_{next(databases)}"
-        with psycopg.connect(f"host=127.0.0.1 port={port} user=tweets dbname=postgres", autocommit=True) as db:
-            db.execute(f"CREATE DATABASE {name}")
-        return f"postgresql+psycopg://tweets@127.0.0.1:{port}/{name}"
+        databases = itertools.count()
 
-    yield fresh_database
-    run("pg_ctl", "-D", folder / "data", "-m", "fast", "stop")
+        def __call__(self) -> str:
+            name = f"feedback_{next(self.databases)}"
+            with psycopg.connect(f"host=127.0.0.1 port={port} user=tweets dbname=postgres", autocommit=True) as db:
+                db.execute(f"CREATE DATABASE {name}")
+            return f"postgresql+psycopg://tweets@127.0.0.1:{port}/{name}"
+
+        def start(self) -> None:
+            run("pg_ctl", "-D", folder / "data", "-o", options, "-l", folder / "log", "-w", "start")
+
+        def stop(self) -> None:
+            run("pg_ctl", "-D", folder / "data", "-m", "fast", "-w", "stop")
+
+    server = Server()
+    server.start()
+    yield server
+    server.stop()
     shutil.rmtree(folder, ignore_errors=True)

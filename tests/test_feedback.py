@@ -3,9 +3,12 @@
 import email
 import logging
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
 
 from benchmarks.servers import free_port
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
@@ -139,11 +142,16 @@ def test_failed_send_is_logged_kept_and_retried(store, clock, smtp, caplog):
     assert len(inbox.messages) == 1 and store.unsent_incidents() == []
 
 
-def test_no_smtp_settings_keeps_the_alert_and_says_so(store, clock, caplog):
+def test_no_smtp_settings_keeps_the_alert_and_says_so_once(store, clock, caplog):
     report_wrong(store, 4, clock)
-    with caplog.at_level(logging.ERROR):
-        assert AlertSender(store, None).send_pending() == 0
-    assert "SMTP_HOST is not set" in caplog.text
+    sender = AlertSender(store, None, retry_seconds=0.05)
+    with caplog.at_level(logging.WARNING):
+        thread = sender.start()
+        time.sleep(0.5)  # ~10 rounds of the sender
+        sender.stop()
+        thread.join(timeout=5)
+        assert sender.send_pending() == 0
+    assert caplog.text.count("SMTP_HOST is not set") == 1
     assert len(store.unsent_incidents()) == 1
 
 
@@ -211,7 +219,6 @@ def test_state_only_reads_and_the_sender_closes_a_calmed_incident(store, clock):
 def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(trained, postgres, smtp):
     """Two `bentoml serve` processes (as two replicas would) share one PostgreSQL database."""
     import os
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     import httpx
@@ -244,3 +251,36 @@ def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(train
     assert store.counts() == {"feedback": 60, "wrong": 60} and store.wrong_count(since=0) == 60
     assert len(inbox.messages) == 1
     assert store.unsent_incidents() == []
+
+
+def test_a_retry_with_the_same_idempotency_key_stores_nothing_twice(store, clock):
+    first = store.add("late again", "positive", "negative", True, "m", idempotency_key="k-1")
+    again = store.add("late again", "positive", "negative", True, "m", idempotency_key="k-1")
+    other = store.add("late again", "positive", "negative", True, "m", idempotency_key="k-2")
+    assert again == first != other
+    assert store.counts() == {"feedback": 2, "wrong": 2} and store.wrong_count() == 2
+
+
+def test_concurrent_retries_with_one_key_store_one_row(database, clock):
+    stores = [FeedbackStore(engine=connect(database), rule=AlertRule(), clock=clock) for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda s: s.add("x", "positive", None, True, None, idempotency_key="same"), stores))
+    assert len(ids) == 1 and stores[0].counts() == {"feedback": 1, "wrong": 1}
+
+
+def test_a_store_made_before_idempotency_keys_gets_the_column(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    with engine.begin() as db:  # the feedback table as the previous release created it
+        db.execute(
+            text(
+                "CREATE TABLE feedback (id INTEGER PRIMARY KEY, created_at FLOAT NOT NULL, tweet TEXT NOT NULL, "
+                "predicted_label VARCHAR(16) NOT NULL, true_label VARCHAR(16), wrong BOOLEAN NOT NULL, "
+                "model VARCHAR(200))"
+            )
+        )
+        db.execute(text("INSERT INTO feedback VALUES (1, 1.0, 'old', 'positive', NULL, 0, 'm')"))
+    store = FeedbackStore(engine=connect(url), rule=AlertRule())
+    assert store.add("new", "positive", None, True, None, idempotency_key="k") == 2
+    assert store.add("new", "positive", None, True, None, idempotency_key="k") == 2
+    assert store.counts() == {"feedback": 2, "wrong": 1}

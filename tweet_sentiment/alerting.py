@@ -9,6 +9,8 @@ import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+from sqlalchemy.exc import DBAPIError
+
 from tweet_sentiment.config import settings
 from tweet_sentiment.feedback import FeedbackStore
 
@@ -89,16 +91,15 @@ class AlertSender:
         self.store = store
         self.settings = settings
         self.retry_seconds = retry_seconds
-        self._wake = threading.Event()
+        self._wake, self._stopped = threading.Event(), threading.Event()
 
     def send_pending(self) -> int:
         """Close a calmed incident, then try every unsent one this process can claim; returns how many were sent."""
         self.store.evaluate()
         sent = 0
+        if self.settings is None:  # said once, at start
+            return 0
         for incident in self.store.unsent_incidents():
-            if self.settings is None:
-                log.error("alert for incident %s not sent: SMTP_HOST is not set", incident["id"])
-                continue
             if not self.store.claim(incident["id"]):
                 continue
             since = incident["opened_at"] - self.store.rule.window_seconds
@@ -124,11 +125,21 @@ class AlertSender:
     def wake(self) -> None:
         self._wake.set()
 
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
     def start(self) -> threading.Thread:
+        if self.settings is None:
+            log.warning("SMTP_HOST is not set: alerts are opened and kept in the feedback store, not e-mailed")
+
         def loop() -> None:
-            while True:
+            while not self._stopped.is_set():
                 try:
                     self.send_pending()
+                    self.store.health.succeeded()
+                except DBAPIError as error:  # the database is down: counted, logged once, retried next round
+                    self.store.health.failed(error)
                 except Exception:  # never let the sender die: the next round retries
                     log.exception("alert sender round failed")
                 self._wake.wait(self.retry_seconds)

@@ -30,7 +30,9 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -38,10 +40,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from tweet_sentiment.config import settings
+from tweet_sentiment.dependencies import Dependency
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+IDEMPOTENCY_KEY_CHARS = 100
 
 metadata = MetaData()
 feedback_table = Table(
@@ -54,6 +58,8 @@ feedback_table = Table(
     Column("true_label", String(16)),
     Column("wrong", Boolean, nullable=False),
     Column("model", String(200)),
+    # A client's key for this report: a retry after a lost answer finds the row instead of adding one.
+    Column("idempotency_key", String(IDEMPOTENCY_KEY_CHARS), unique=True),
 )
 wrong_counts_table = Table(
     "wrong_counts",
@@ -78,8 +84,11 @@ incidents_table = Table(
 
 
 def connect(url: str | None = None) -> Engine:
-    """An engine with the tables created; SQLite in WAL mode so several processes can write."""
-    engine = create_engine(url or settings().feedback_database_url())
+    """An engine with the tables created; SQLite in WAL mode so several processes can write.
+
+    Pooled connections are checked before use, so the store recovers by itself after a database restart.
+    """
+    engine = create_engine(url or settings().feedback_database_url(), pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         if engine.url.database and engine.url.database != ":memory:":
             Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh state folder
@@ -90,7 +99,24 @@ def connect(url: str | None = None) -> Engine:
             connection.execute("PRAGMA busy_timeout=10000")
 
     metadata.create_all(engine)
+    add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Columns added to the tables since a store was created, added to it (nullable: old rows keep NULL).
+
+    The schema grows by a column at a time and never changes one, so this is all the migration it needs
+    (Alembic would be the tool once it does).
+    """
+    existing = {column["name"] for column in inspect(engine).get_columns(feedback_table.name)}
+    with engine.begin() as db:
+        for column in feedback_table.columns:
+            if column.name not in existing:
+                db.execute(text(f"ALTER TABLE {feedback_table.name} ADD COLUMN {column.name} {column.type}"))
+                if column.unique:
+                    index = f"uq_{feedback_table.name}_{column.name}"
+                    db.execute(text(f"CREATE UNIQUE INDEX {index} ON {feedback_table.name} ({column.name})"))
 
 
 def _open_incident_id(db) -> int | None:
@@ -126,8 +152,21 @@ class FeedbackStore:
     engine: Engine = field(default_factory=connect)
     rule: AlertRule = field(default_factory=AlertRule.from_env)
     clock: Clock = time.time
+    health: Dependency = field(default_factory=lambda: Dependency("feedback_store"))
 
-    def add(self, tweet: str, predicted_label: str, true_label: str | None, wrong: bool, model: str | None) -> int:
+    def add(
+        self,
+        tweet: str,
+        predicted_label: str,
+        true_label: str | None,
+        wrong: bool,
+        model: str | None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Store a report; returns its id. A report whose ``idempotency_key`` is stored already is not added
+        again: the stored one's id is returned."""
+        if idempotency_key and (existing := self._id_of(idempotency_key)) is not None:
+            return existing
         now = self.clock()
         row = {
             "created_at": now,
@@ -136,12 +175,23 @@ class FeedbackStore:
             "true_label": true_label,
             "wrong": wrong,
             "model": model,
+            "idempotency_key": idempotency_key,
         }
-        with self.engine.begin() as db:
-            feedback_id = db.execute(insert(feedback_table).values(**row)).inserted_primary_key[0]
-            if wrong:
-                db.execute(self._count_one(int(now)))
+        try:
+            with self.engine.begin() as db:
+                feedback_id = db.execute(insert(feedback_table).values(**row)).inserted_primary_key[0]
+                if wrong:
+                    db.execute(self._count_one(int(now)))
+        except IntegrityError:  # the same key, stored by a concurrent retry a moment ago
+            if idempotency_key and (existing := self._id_of(idempotency_key)) is not None:
+                return existing
+            raise
         return feedback_id
+
+    def _id_of(self, idempotency_key: str) -> int | None:
+        query = select(feedback_table.c.id).where(feedback_table.c.idempotency_key == idempotency_key)
+        with self.engine.connect() as db:
+            return db.execute(query).scalar()
 
     def _count_one(self, second: int):
         """``wrong_counts[second] += 1``, as one atomic upsert (SQLite and PostgreSQL alike)."""

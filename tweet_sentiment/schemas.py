@@ -6,6 +6,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, StringConstraints
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
+from tweet_sentiment.feedback import IDEMPOTENCY_KEY_CHARS
 
 MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
 MAX_TWEETS_PER_REQUEST = 256
@@ -25,6 +26,11 @@ Tweets = Annotated[
     Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST, json_schema_extra={"example": EXAMPLE_TWEETS}),
 ]
 Label = Literal["negative", "positive"]
+IdempotencyKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_CHARS),
+    Field(description="Any unique string of the client's (a UUID): a retry with the same key stores nothing twice"),
+]
 ModelName = Annotated[
     str, StringConstraints(max_length=200), Field(description="The `model` of the prediction (default: this server's)")
 ]
@@ -65,7 +71,8 @@ class Status(BaseModel):
     model: str
     served: ServedModelInfo
     family: str
-    alert_open: bool
-    wrong_in_window: int
+    alert_open: bool | None = Field(description="null while the feedback store is unavailable")
+    wrong_in_window: int | None = Field(description="null while the feedback store is unavailable")
     alert_threshold: int
     alert_window_seconds: float
+    degraded: list[str] = Field(description="dependencies failing now: feedback_store, prediction_log")

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from bentoml._internal.monitoring.default import DefaultMonitor  # pinned BentoM
 from starlette.concurrency import run_in_threadpool
 
 from tweet_sentiment.config import settings
+from tweet_sentiment.dependencies import Dependency
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 
@@ -28,6 +30,15 @@ async def _answer(send, status: int, error: str, headers: list[tuple[bytes, byte
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def error_response(status: int, error: str, retry_after_s: int | None = None):
+    """The service's one error shape, ``{"error": ...}``, for an answer a route returns itself: BentoML renders
+    a raised 4xx as a one-element array and replaces a 5xx's reason with a generic sentence."""
+    from starlette.responses import JSONResponse
+
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s else None
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 class RequireToken:
@@ -282,11 +293,36 @@ class PredictionLog(DefaultMonitor):
     """BentoML's default monitor (rotating JSON files) in TWEETS_MONITOR_DIR, read in the server.
 
     Named as the service's monitoring ``type`` instead of a ``log_path`` option, which bento.yaml would
-    record at build time as a path of the build machine.
+    record at build time as a path of the build machine. A record that cannot be written (a full disk, an
+    unwritable folder) is counted as a failure of the ``prediction_log`` dependency instead of printing a
+    traceback per model call; the prediction is answered all the same.
     """
+
+    health = Dependency("prediction_log")
 
     def __init__(self, name: str, **options) -> None:
         super().__init__(name, **(options | {"log_path": str(settings().monitor_dir)}))
+        self._failed = False
+
+    def _init_logger(self) -> None:
+        super()._init_logger()
+        for logger in (self.data_logger, self.schema_logger):
+            for handler in logger.handlers:
+                handler.handleError = self._dropped
+
+    def _dropped(self, record_or_error: logging.LogRecord | BaseException) -> None:
+        self._failed = True
+        self.health.failed(record_or_error if isinstance(record_or_error, BaseException) else sys.exc_info()[1])
+
+    def stop_record(self) -> None:
+        self._failed = False
+        try:
+            super().stop_record()
+        except (OSError, ValueError) as error:  # no folder or file for the log (logging's dictConfig: ValueError)
+            self.data_logger = self.schema_logger = None  # set up again on the next record
+            self._dropped(error)
+        if not self._failed:
+            self.health.succeeded()
 
 
 CLIENT_ERROR_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs each failed request, traceback included
