@@ -48,7 +48,7 @@ from tweet_sentiment.serving import (
     adaptive_batching,
     close_silent_connections,
     count_only_known_paths,
-    document_guard_responses,
+    document_the_api_as_it_answers,
     error_response,
     limit_model_threads,
     log_client_errors_in_one_line,
@@ -184,13 +184,12 @@ class TweetSentiment:
         model: ModelName | None = None,
         idempotency_key: IdempotencyKey | None = None,
     ) -> FeedbackReceipt:
-        """Report on a prediction: give the true label, or `wrong: true`. Stored durably; with an
-        `idempotency_key`, a retry stores nothing twice. 503 with Retry-After while the store is down."""
-        if true_label is None and wrong is None:
-            return error_response(400, "give true_label, or wrong (true/false)")
+        """Report on a prediction: give its true label, or say whether it was `wrong`, not both. Stored
+        durably; with an `idempotency_key`, a retry stores nothing twice. 503 with Retry-After while the
+        store is down."""
+        if (true_label is None) == (wrong is None):
+            return error_response(400, "give true_label, or wrong (true/false): one of them")
         is_wrong = wrong if true_label is None else true_label != predicted_label
-        if wrong is not None and wrong != is_wrong:
-            return error_response(400, f"wrong={wrong} contradicts true_label={true_label} for {predicted_label=}")
         model = model or self.model_label
         store = self.feedback_store
         try:
@@ -249,7 +248,12 @@ TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=limits.max_body_bytes, 
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
 TweetSentiment.add_asgi_middleware(Pages, served=SERVED)  # / home page, /readme, Swagger at /docs
-document_guard_responses()
+# A report gives the true label or says whether the prediction was wrong: exactly one, not null (else 400).
+TRUE_LABEL_OR_WRONG = [
+    {"required": ["true_label"], "properties": {"true_label": {"type": "string"}}},
+    {"required": ["wrong"], "properties": {"wrong": {"type": "boolean"}}},
+]
+document_the_api_as_it_answers({"/feedback": {"oneOf": TRUE_LABEL_OR_WRONG}})
 count_only_known_paths(
     [*HEALTH_PATHS, *(api.route for api in TweetSentiment.apis.values()), *Pages.PATHS, "/docs.json"]
 )

@@ -47,7 +47,7 @@ def test_feedback_is_stored_counted_and_answered(http, trained):
     "body",
     [
         {"tweet": "hi", "predicted_label": "positive"},  # neither true_label nor wrong
-        {"tweet": "hi", "predicted_label": "positive", "true_label": "positive", "wrong": True},  # contradiction
+        {"tweet": "hi", "predicted_label": "positive", "true_label": "positive", "wrong": True},  # both
         {"tweet": "hi", "predicted_label": "neutral", "wrong": True},
         {"tweet": "", "predicted_label": "positive", "wrong": True},
     ],

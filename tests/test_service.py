@@ -121,10 +121,18 @@ def test_health_and_custom_metrics(http, trained):
     assert "tweet_model_batch_size_bucket{" in metrics
 
 
-def test_openapi_documents_the_errors_the_service_gives(http):
+def test_openapi_documents_what_the_service_answers(http):
     spec = http.get("/docs.json").json()
     for route in ("/predict", "/predict_batch", "/feedback", "/status"):
-        assert {"400", "401", "415", "503"} <= set(spec["paths"][route]["post"]["responses"]), route
+        operation = spec["paths"][route]["post"]
+        assert {"400", "401", "408", "413", "415", "503"} <= set(operation["responses"]), route
+        assert operation["responses"]["400"]["content"]["application/json"]["schema"]["required"] == ["error"]
+        assert operation["requestBody"]["required"] is (route != "/status")  # /status takes no input
+    prediction = spec["components"]["schemas"]["Prediction"]["properties"]
+    assert prediction["language"]["nullable"] and prediction["warning"]["nullable"]
+    assert "nullable" not in prediction["label"]
+    feedback = spec["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert [one["required"] for one in feedback["oneOf"]] == [["true_label"], ["wrong"]]
 
 
 def test_openapi_shows_examples(http):
@@ -198,12 +206,13 @@ def test_non_english_tweets_are_flagged_not_silently_guessed(http):
 
 
 @pytest.mark.slow
-def test_schemathesis_finds_no_server_error_in_the_live_openapi(trained):
+def test_schemathesis_with_all_checks_finds_nothing_in_the_live_openapi(trained):
+    """Every check: no server error, and every answer (status, content type, body, headers) as documented."""
     with running_server(f"model_tag={trained['logreg'].bento_tag}") as url:
         result = subprocess.run(
             [
                 sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json",
-                "--checks", "not_a_server_error", "--max-examples", "50", "--seed", "1",
+                "--checks", "all", "--max-examples", "50", "--seed", "1",
             ],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip

@@ -61,7 +61,7 @@ class FeedbackReceipt(BaseModel):
 class ServedModelInfo(BaseModel):
     name: str = Field(description="Registered model in MLflow")
     version: str = Field(description="Its version in the MLflow Model Registry")
-    alias: str | None = Field(description="The MLflow alias the server was started with, if any")
+    alias: str | None = Field(default=None, description="The MLflow alias the server was started with, if any")
     bento_tag: str
     family: str
     mlflow_run_id: str
@@ -71,8 +71,8 @@ class Status(BaseModel):
     model: str
     served: ServedModelInfo
     family: str
-    alert_open: bool | None = Field(description="null while the feedback store is unavailable")
-    wrong_in_window: int | None = Field(description="null while the feedback store is unavailable")
+    alert_open: bool | None = Field(default=None, description="null while the feedback store is unavailable")
+    wrong_in_window: int | None = Field(default=None, description="null while the feedback store is unavailable")
     alert_threshold: int
     alert_window_seconds: float
     degraded: list[str] = Field(description="dependencies failing now: feedback_store, prediction_log")

@@ -204,28 +204,83 @@ def count_only_known_paths(paths: Iterable[str]) -> None:
     Metered.__call__ = call
 
 
-GUARD_RESPONSES = {
+ERROR_RESPONSES = {
+    400: "invalid input: `detail` lists what failed validation",
+    401: "POST /feedback without the right `Authorization: Bearer <token>` (only when TWEETS_FEEDBACK_TOKEN is set)",
     408: "the body did not arrive within TWEETS_BODY_TIMEOUT_SECONDS",
     413: "a body over TWEETS_MAX_BODY_BYTES, refused before it is read",
-    401: "POST /feedback without the right `Authorization: Bearer <token>` (only when TWEETS_FEEDBACK_TOKEN is set)",
     415: "a body declared as anything but application/json",
-    503: "overloaded: past max_concurrency requests in flight; retry after the Retry-After header",
+    500: "an error of the server's own",
+    503: "overloaded, or a dependency down; retry after the Retry-After header",
+}
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "detail": {"type": "array", "items": {"type": "object"}, "description": "validation errors (400 only)"},
+    },
+    "required": ["error"],
 }
 
 
-def document_guard_responses() -> None:
-    """Add the answers of the middlewares above to the OpenAPI of every route.
+def document_the_api_as_it_answers(request_constraints: dict[str, dict]) -> None:
+    """Make the OpenAPI document say what the server does, so clients (and schemathesis) can trust it:
 
-    BentoML documents 400, 404 and 500 from one module-level table and offers no hook for more, so
-    this extends that table (pinned BentoML; a test checks the documents).
+    - every error, from BentoML or the middlewares above, in the one shape ``{"error": ..., "detail"?: [...]}``;
+    - a request body required where it has required fields; a field that may be null is ``nullable``
+      (BentoML drops the null of ``X | None``, or leaves 3.1's ``{"type": "null"}`` in a 3.0 document);
+    - ``request_constraints``: JSON-schema keywords added to a route's request schema (e.g. ``oneOf``),
+      for rules across fields that a signature cannot state.
+
+    BentoML builds the document in one function and offers no hook, so this rewrites its output
+    (pinned BentoML; a test runs schemathesis with every check against the live document).
     """
-    from _bentoml_sdk.service import openapi
-    from bentoml._internal.service.openapi.specification import MediaType, Response, Schema
+    from bentoml._internal.service.openapi.specification import OpenAPISpecification
 
-    error = Schema(type="object", properties={"error": Schema(type="string")}, required=["error"])
-    for status, description in GUARD_RESPONSES.items():
-        content = {"application/json": MediaType(schema=error)}
-        openapi.error_responses[status] = Response(description=description, content=content)
+    if getattr(OpenAPISpecification.asdict, "rewrites", False):
+        return
+    unstructure = OpenAPISpecification.asdict
+
+    def asdict(spec) -> dict:
+        document = unstructure(spec)
+        for route, item in document["paths"].items():
+            for operation in item.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                for status, description in ERROR_RESPONSES.items():
+                    content = {"application/json": {"schema": ERROR_SCHEMA}}
+                    operation["responses"][str(status)] = {"description": description, "content": content}
+                if body := operation.get("requestBody"):
+                    schema = body["content"]["application/json"]["schema"]
+                    schema.update(request_constraints.get(route, {}))
+                    body["required"] = bool(schema.get("required"))  # /status takes none: no body is fine
+        mark_nullable(document)
+        return document
+
+    asdict.rewrites = True
+    OpenAPISpecification.asdict = asdict
+
+
+def mark_nullable(schema) -> None:
+    """OpenAPI 3.0's ``nullable: true`` on every property that may be null (its default is null, or it is
+    pydantic's ``anyOf: [X, {"type": "null"}]``, which 3.0 does not know), at any depth."""
+    if isinstance(schema, dict):
+        for value in schema.get("properties", {}).values():
+            if not isinstance(value, dict):
+                continue
+            choices = value.get("anyOf", [])
+            if {"type": "null"} in choices:
+                choices.remove({"type": "null"})
+                if len(choices) == 1:
+                    value.update(value.pop("anyOf")[0])
+                value["nullable"] = True
+            if "default" in value and value["default"] is None:
+                value["nullable"] = True
+        for value in schema.values():
+            mark_nullable(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            mark_nullable(value)
 
 
 Answer = TypeVar("Answer")
