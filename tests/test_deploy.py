@@ -32,6 +32,9 @@ def test_kubernetes_probes_and_resources():
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     assert container["ports"][0]["containerPort"] == 3000
+    # Drained before it is killed: the preStop pause and a 30 s drain fit in the grace period.
+    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pause + 30 < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
     assert {"TWEETS_FEEDBACK_DB_URL", "TWEETS_FEEDBACK_TOKEN"} <= set(secrets)
