@@ -4,6 +4,7 @@
 - ``running_mlflow_server``: ``mlflow models serve``, what a user could run instead of this project.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -93,7 +94,8 @@ def _serving(
                 time.sleep(0.5)
             yield url
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):  # already gone: the error above says why
+                os.killpg(process.pid, signal.SIGTERM)
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
