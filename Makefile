@@ -20,6 +20,13 @@ $(VENV)/.installed: requirements.txt requirements-serve.txt
 
 install: $(VENV)/.installed
 
+# checkov, which checks deploy/kubernetes.yaml in the tests, in a venv of its own: it pins older versions of
+# packages MLflow and BentoML need.
+CHECKOV_VENV ?= .venv-checkov
+$(CHECKOV_VENV)/bin/checkov:
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov==3.3.30
+
 ## The datasets, fetched and verified where missing (TWEETS_DATA_DIR, default ../shared/data).
 data: install
 	$(PY) download_data.py
@@ -30,9 +37,9 @@ serve: data
 	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
 
 ## The test suite (tiny models, < 15 min on 2 cores). `make test-slow` adds the long checks.
-test: install
+test: install $(CHECKOV_VENV)/bin/checkov
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 test-slow: install
 	$(PY) -m pytest -m slow

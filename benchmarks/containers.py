@@ -184,13 +184,14 @@ def containerize(bento_tag: str, image: str, env: dict[str, str]) -> str:
 
 @contextmanager
 def running_container(
-    image: str, env: dict[str, str], volume: str, name: str, timeout: float = 120
+    image: str, env: dict[str, str], volume: str, name: str, timeout: float = 120, options: tuple[str, ...] = ()
 ) -> Iterator[tuple[str, float]]:
-    """``docker run`` the image with ``volume`` on the state folder; yield its URL and the seconds until
-    /readyz said 200. The container is removed on exit (the volume stays)."""
+    """``docker run`` the image (with ``options``) and ``volume`` on the state folder; yield its URL and the
+    seconds until /readyz said 200. The container is removed on exit (the volume stays)."""
     port = free_port()
     start = time.monotonic()
-    docker(env, "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:3000", "-v", f"{volume}:{STATE}", image, "serve")
+    published = ("-p", f"127.0.0.1:{port}:3000", "-v", f"{volume}:{STATE}")
+    docker(env, "run", "-d", "--name", name, *published, *options, image, "serve")
     url = f"http://127.0.0.1:{port}"
     try:
         while not answers_200(f"{url}/readyz"):

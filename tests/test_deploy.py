@@ -1,5 +1,12 @@
 """The CI workflow and the Kubernetes manifest: valid YAML that still does what the README says."""
 
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
 import yaml
 
 from tweet_sentiment.config import ROOT
@@ -24,25 +31,63 @@ def test_workflow_tests_builds_checks_the_image_and_pushes_only_what_passed():
     assert order == sorted(order)  # built, checked by the image test, then pushed (a failed step stops the job)
 
 
-def test_kubernetes_probes_and_resources():
-    claim, deployment, service = yaml.safe_load_all((ROOT / "deploy" / "kubernetes.yaml").read_text())
-    [container] = deployment["spec"]["template"]["spec"]["containers"]
+MANIFEST = ROOT / "deploy" / "kubernetes.yaml"
+
+
+def resources() -> dict[str, dict]:
+    return {document["kind"]: document for document in yaml.safe_load_all(MANIFEST.read_text())}
+
+
+def test_kubernetes_manifest_validates_against_the_kubernetes_schemas():
+    import kubernetes_validate
+
+    for document in yaml.safe_load_all(MANIFEST.read_text()):
+        kubernetes_validate.validate(document, "1.33.0", strict=True)  # raises on any unknown or wrong field
+
+
+def test_checkov_finds_nothing_in_the_kubernetes_manifest():
+    checkov = os.environ.get("CHECKOV") or shutil.which("checkov")
+    if not checkov:  # `make test` installs it in a venv of its own and sets CHECKOV
+        message = "checkov is not installed (make test installs it)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    scan = subprocess.run(
+        [checkov, "-f", str(MANIFEST), "--framework", "kubernetes", "--skip-download", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    summary = json.loads(scan.stdout)["summary"]
+    assert summary["failed"] == 0 and summary["passed"] > 50, scan.stdout[-3000:]
+    # Each skip is justified beside it, in the resource's checkov.io annotations.
+    assert summary["skipped"] == MANIFEST.read_text().count("checkov.io/skip")
+
+
+def test_kubernetes_replicas_share_state_scale_and_are_drained():
+    kinds = resources()
+    pods = kinds["StatefulSet"]["spec"]["template"]["spec"]
+    [container] = pods["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
-    assert container["ports"][0]["containerPort"] == 3000
-    # Drained before it is killed: the preStop pause and a 30 s drain fit in the grace period.
-    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    assert pause + 30 < deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert service["spec"]["ports"][0]["targetPort"] == "http"
-    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in container["env"] if "valueFrom" in e}
-    assert {"TWEETS_FEEDBACK_DB_URL", "TWEETS_FEEDBACK_TOKEN"} <= set(secrets)
-    # The state folder (the image's volume) is on the claim: nothing is lost when the pod is replaced.
-    [mount] = container["volumeMounts"]
-    assert mount["mountPath"] == "/home/bentoml/state"
-    [volume] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
+    # Replicas share feedback in PostgreSQL (required), each keeps its prediction log on a claim of its own.
+    [database] = [e for e in container["env"] if e["name"] == "TWEETS_FEEDBACK_DB_URL"]
+    assert database["valueFrom"]["secretKeyRef"].get("optional") is not True
+    [claim] = kinds["StatefulSet"]["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts[claim["metadata"]["name"]] == "/home/bentoml/state" and mounts["tmp"] == "/tmp"
+    # Non-root, read-only, nothing to escalate with; the uid is the image's (deploy/bento.Dockerfile.j2).
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    uid = int(re.search(r"set bento__uid_gid = (\d+)", (ROOT / "deploy" / "bento.Dockerfile.j2").read_text())[1])
+    assert pods["securityContext"]["runAsUser"] == uid and pods["securityContext"]["runAsNonRoot"]
+    # Scaled on CPU, never below one pod in a disruption, drained before it is killed.
     assert (
-        claim["kind"] == "PersistentVolumeClaim"
-        and volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        kinds["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"] == kinds["StatefulSet"]["metadata"]["name"]
     )
+    assert kinds["PodDisruptionBudget"]["spec"]["minAvailable"] >= 1
+    pause = int(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert pause + 30 < pods["terminationGracePeriodSeconds"]

@@ -120,6 +120,11 @@ def test_image_serves_keeps_feedback_across_containers_and_drains_on_sigterm(eng
         docker(engine, "wait", name, timeout=60)
         assert docker(engine, "inspect", "-f", "{{.State.ExitCode}}", name) == "0"
 
-    # A new container on the same volume has the feedback the removed one stored.
-    with running_container(image, engine, volume, name, timeout=READY_WITHIN_S) as (url, _):
+    # A new container on the same volume has the feedback the removed one stored. It runs as Kubernetes runs it
+    # (deploy/kubernetes.yaml): read-only root filesystem, writable /tmp and state volume, no capabilities.
+    kubernetes_like = ("--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges")
+    with running_container(image, engine, volume, name, READY_WITHIN_S, kubernetes_like) as (url, _):
         assert httpx.post(f"{url}/status", json={}).json()["wrong_in_window"] == 1
+        assert httpx.post(f"{url}/predict", json={"tweet": "lovely crew"}).status_code == 200
+        feedback = {"tweet": "lovely crew", "predicted_label": "negative", "true_label": "positive"}
+        assert httpx.post(f"{url}/feedback", json=feedback).json()["wrong_in_window"] == 2

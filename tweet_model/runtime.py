@@ -77,6 +77,9 @@ class TransformerRuntime:
     """The ``tokenizers`` tokenizer, then the exported encoder and classifier head."""
 
     family: ClassVar[str] = "transformer"
+    # Tweets a session call at most: the attention holds tweets x heads x length² floats per layer, so one call
+    # over a whole evaluation set (tens of thousands of tweets) took the memory of the machine.
+    CALL_SIZE: ClassVar[int] = 64
 
     def __init__(self, folder: Path, max_length: int = 64, model_file: str = ONNX_MODEL):
         from tokenizers import Tokenizer
@@ -86,6 +89,11 @@ class TransformerRuntime:
         self.session = onnx_session(folder / model_file)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return np.concatenate(
+            [self._predict(texts[i : i + self.CALL_SIZE]) for i in range(0, len(texts), self.CALL_SIZE)] or [[]]
+        ).astype(np.float32)
+
+    def _predict(self, texts: list[str]) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
