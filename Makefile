@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MODEL_TAG ?= tweet-lstm@champion
 # The teacher, MiniLM fine-tuned on airline tweets, replaces Sentiment140's noisy labels for the default LSTM,
-# and picks the Sentiment140 tweets whose label it confirms for the general-domain MiniLM (README, Training).
+# and picks the Sentiment140 tweets whose label it confirms for the general-domain MiniLM (docs/training.md).
 TEACHER ?= tweet-minilm@champion
 LSTM_ARGS ?= --dataset airline+sentiment140 --teacher $(TEACHER)
 GENERAL_ARGS ?= --dataset airline+sentiment140:54000 --teacher $(TEACHER) --agreeing-only --epochs 1 \
@@ -36,7 +36,7 @@ serve: data
 	@$(PY) -m train show $(MODEL_TAG) 2>/dev/null || $(MAKE) --no-print-directory train-lstm
 	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
 
-## The test suite (tiny models, < 15 min on 2 cores). `make test-slow` adds the long checks.
+## The test suite, on tiny models. `make test-slow` adds the long checks.
 test: install $(CHECKOV_VENV)/bin/checkov
 	$(PY) -m ruff check .
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
@@ -44,12 +44,12 @@ test: install $(CHECKOV_VENV)/bin/checkov
 test-slow: install
 	$(PY) -m pytest -m slow
 
-## The teacher (MiniLM, ~10 min on 2 cores) if it has no champion yet, then the LSTM distilled from it.
+## The teacher (MiniLM) if it has no champion yet, then the LSTM distilled from it.
 train-lstm: data
 	@$(PY) -m train show $(TEACHER) >/dev/null 2>&1 || $(PY) -m train transformer
 	$(PY) -m train lstm $(LSTM_ARGS)
 
-## Train all three families (the teacher first), then regenerate the README's results table (~35 min on 2 cores).
+## Train all three families (the teacher first), then regenerate the README's results table.
 train: data
 	$(PY) -m train transformer
 	$(PY) -m train transformer $(GENERAL_ARGS)
@@ -60,7 +60,7 @@ train: data
 results: install
 	$(PY) -m train.report
 
-## Drift report of what the server answered (see the README's Model lifecycle section).
+## Drift report of what the server answered (docs/lifecycle.md).
 drift: install
 	$(PY) drift_report.py
 

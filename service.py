@@ -64,8 +64,8 @@ class ServiceArgs(BaseModel):
     batching: bool = True
     max_batch_size: int = 64  # tweets per model call when batching
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
-    access_log: bool = False  # a line per request costs ~8% CPU at 900 req/s; /metrics counts them anyway
-    workers: int = 1  # on 2 cores, 2 workers served 3% more tweets/s for twice the memory (README, Benchmarks)
+    access_log: bool = False  # a line per request costs CPU (docs/serving.md); /metrics counts them anyway
+    workers: int = 1  # a second worker doubles the memory for little on 2 cores (REPORT.md, 2 workers rows)
     # Model runtime threads per worker. 1: each batch in flight computes on a core of its own (measured against
     # one per core, which None keeps: docs/serving.md).
     model_threads: int | None = 1
@@ -109,7 +109,7 @@ class TweetSentiment:
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
         # The logged pyfunc's own Python model: the request types have already validated the tweets, so
-        # MLflow's input-schema check (a DataFrame round trip, ~0.35 ms a call) is not paid again.
+        # MLflow's input-schema check (a DataFrame round trip a call, docs/serving.md) is not paid again.
         self.predict_proba = bentoml.mlflow.load_model(self.bento_model).unwrap_python_model().predict
         self.model_label = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer, log and metric
         self.feedback_store = FeedbackStore()

@@ -26,7 +26,6 @@ from benchmarks import model_only
 from benchmarks.servers import running_mlflow_server, running_server
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.registry import ModelNotFound, resolve_model
-from tweet_sentiment.report import update_readme
 
 RESULTS = ROOT / "benchmarks" / "results"
 TWEET_SERVICE = "service:TweetSentiment"
@@ -377,19 +376,6 @@ def report(results: list[Result], rates: list[model_only.Rate], tags: dict[str, 
     ]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
-    if out == RESULTS:  # the committed report: its targets go into the README too
-        targets = lines[lines.index("## Targets") + 2 : lines.index("## All runs") - 1]
-        update_readme(
-            "bench",
-            "\n".join(
-                [
-                    *targets,
-                    "",
-                    f"Measured {time.strftime('%Y-%m-%d')}, {os.cpu_count()} "
-                    "cores; details in [the report](benchmarks/results/REPORT.md).",
-                ]
-            ),
-        )
     (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     return path
 

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # What a server must keep across restarts, in one folder (a volume in the image)
     state_dir: Path = _env("TWEETS_STATE_DIR", ROOT, "the server's data: prediction log and SQLite feedback store")
     monitor_dir: Path = _in_state_dir("TWEETS_MONITOR_DIR", "monitoring", "the prediction log (drift report input)")
-    # What one client may cost the server (README, Floods and faults)
+    # What one client may cost the server (docs/operations.md, Floods and faults)
     max_body_bytes: int = _env("TWEETS_MAX_BODY_BYTES", 4_000_000, "larger request bodies get 413 before they are read")
     body_timeout_seconds: float = _env("TWEETS_BODY_TIMEOUT_SECONDS", 15.0, "a body not whole by then gets 408")
     header_timeout_seconds: float = _env(

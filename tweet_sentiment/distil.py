@@ -2,8 +2,8 @@
 
 The noisy-labelled sources (Sentiment140's emoticon labels) are relabelled by the teacher, usually
 the fine-tuned transformer's champion, so a fast student (the LSTM) learns its judgement on many
-more tweets. Scores are cached per teacher version and texts: MiniLM takes ~15 min for 100k
-tweets on 2 cores.
+more tweets. Scores are cached per teacher version and texts, since scoring a transformer over tens of
+thousands of tweets takes minutes.
 """
 
 import hashlib

