@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,14 +35,15 @@ def running_server(
     timeout: float = 180,
     env: dict | None = None,
     log: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[str]:
     """Run ``bentoml serve TARGET --arg ...`` on a free local port; yield its URL once /readyz says 200.
 
     ``bento_args`` are ``key=value`` strings. The server's output goes to ``log`` (default: a temporary
     file). Raises RuntimeError with the server's log if it dies or is not ready in time. The server is
-    stopped on exit.
+    stopped on exit. ``port``: a given one instead of a free one.
     """
-    port = free_port()
+    port = port or free_port()
     # Its own metrics folder (see private_prometheus_dir), not the caller's.
     env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
@@ -103,10 +105,25 @@ def _serving(
                 process.wait()
 
 
-def answers_200(url: str) -> bool:
-    """True when a GET of ``url`` answers 200 within 2 s."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def server_process(url: str):
+    """The `bentoml serve` process listening at ``url`` (a psutil.Process; its workers are its children)."""
+    import psutil
+
+    port = str(urllib.parse.urlsplit(url).port)
+    [server] = [p for p in psutil.process_iter(["cmdline"]) if port in (p.info["cmdline"] or [])]
+    return server
+
+
+def answers_200(url: str, within: float = 0) -> bool:
+    """True when a GET of ``url`` answers 200 (each try within 2 s), trying again for ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)

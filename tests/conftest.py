@@ -131,3 +131,29 @@ def postgres():
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+class Inbox:
+    """aiosmtpd handler that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (aiosmtpd); yields its inbox and the settings that reach it."""
+    from aiosmtpd.controller import Controller
+
+    from benchmarks.servers import free_port
+    from tweet_sentiment.alerting import SMTPSettings
+
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield inbox, SMTPSettings(host="127.0.0.1", port=controller.port, recipients=("oncall@example.com",))
+    controller.stop()

@@ -7,10 +7,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from aiosmtpd.controller import Controller
 from sqlalchemy import create_engine, text
 
-from benchmarks.servers import free_port
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.feedback import AlertRule, FeedbackStore, connect
 
@@ -21,26 +19,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Inbox:
-    """aiosmtpd handler that keeps what it receives."""
-
-    def __init__(self) -> None:
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.messages.append(envelope.content.decode())
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield inbox, SMTPSettings(host="127.0.0.1", port=controller.port, recipients=("oncall@example.com",))
-    controller.stop()
 
 
 @pytest.fixture

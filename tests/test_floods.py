@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from benchmarks.servers import running_server
+from benchmarks.servers import running_server, server_process
 from tweet_sentiment.serving import METRICS_DIR_PREFIX, remove_dead_servers_metrics
 
 TWEET = "the crew was lovely"
@@ -48,9 +48,7 @@ def status_of(connection: socket.socket) -> int:
 
 def worker_rss_mib(url: str) -> float:
     """Resident memory of the server's worker process(es), MiB."""
-    port = str(httpx.URL(url).port)
-    [server] = [p for p in psutil.process_iter(["cmdline"]) if port in (p.info["cmdline"] or [])]
-    return sum(child.memory_info().rss for child in server.children(recursive=True)) / 2**20
+    return sum(child.memory_info().rss for child in server_process(url).children(recursive=True)) / 2**20
 
 
 def test_a_body_declared_too_large_is_refused_before_it_is_read(url):

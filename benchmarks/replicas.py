@@ -1,0 +1,302 @@
+"""Several replicas behind nginx, sharing PostgreSQL: a rolling model update and a killed replica, under load.
+
+    python -m benchmarks.replicas --database postgresql+psycopg://...   # ~3 min; writes benchmarks/results/REPLICAS.md
+
+The same procedure as `kubectl rollout` of the StatefulSet (README, Running several replicas), on this
+machine: replicas are `bentoml serve` processes on a fixed set of ports, nginx (Debian's package, its config
+and state in a temporary folder) balances those ports as a Service balances its endpoints, and a replica is
+replaced by starting the new one, waiting for /readyz, then stopping the old one with SIGTERM: it stops
+listening (nginx is refused and passes the request on) and answers what it has. tests/test_replicas.py runs
+it on tiny models.
+"""
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from benchmarks.servers import answers_200, free_port, running_server, server_process
+
+NGINX = """
+worker_processes 1;
+pid {folder}/nginx.pid;
+error_log {folder}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  log_format upstream '$msec|$upstream_addr|$status';
+  access_log {folder}/access.log upstream;
+  client_body_temp_path {folder}/body;
+  proxy_temp_path {folder}/proxy;
+  fastcgi_temp_path {folder}/fastcgi;
+  uwsgi_temp_path {folder}/uwsgi;
+  scgi_temp_path {folder}/scgi;
+  upstream replicas {{
+{servers}
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    # A new connection a request (no upstream keep-alive): a replica that stops listening is refused
+    # cleanly, and nginx passes the request to the next one.
+    proxy_http_version 1.1;
+    # Feedback is passed on only if it never reached a replica (it would be stored twice).
+    location /feedback {{
+      proxy_pass http://replicas;
+      proxy_next_upstream error timeout;
+    }}
+    # Predictions are pure: one a dying replica dropped is sent to the next one too.
+    location / {{
+      proxy_pass http://replicas;
+      proxy_next_upstream error timeout http_502 http_503 non_idempotent;
+      proxy_next_upstream_tries 4;
+    }}
+  }}
+}}
+"""
+# A replica that fails once is left alone for FAIL_TIMEOUT_S, then tried again with one request.
+FAIL_TIMEOUT_S = 5
+SLOTS = 4  # ports nginx balances: two replicas serving, two for their replacements
+Answer = tuple[float, float, int, str]  # (start time, ms, status, model) of one request
+
+
+@contextmanager
+def running_nginx(ports: list[int]) -> Iterator["Nginx"]:
+    """nginx balancing the replicas on ``ports`` (a port with none yet is skipped, as a Kubernetes Service's
+    endpoints come and go), with its config and state in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="tweet-sentiment-nginx-") as folder:
+        servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout={FAIL_TIMEOUT_S}s;" for p in ports)
+        nginx = Nginx(Path(folder))
+        (nginx.folder / "nginx.conf").write_text(NGINX.format(folder=folder, port=nginx.port, servers=servers))
+        process = subprocess.Popen(["nginx", "-c", str(nginx.folder / "nginx.conf"), "-g", "daemon off;"])
+        try:
+            if not answers_200(f"{nginx.url}/livez", within=10):
+                raise RuntimeError(f"nginx is not answering: {(nginx.folder / 'error.log').read_text()[-2000:]}")
+            yield nginx
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+@dataclass
+class Nginx:
+    folder: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def routed(self) -> list[tuple[float, str, int]]:
+        """(time, upstream addresses tried, status) of every request, from the access log."""
+        rows = []
+        for line in (self.folder / "access.log").read_text().splitlines():
+            stamp, upstreams, status = line.split("|")  # upstreams: "a:1, b:2" when nginx tried the next one
+            rows.append((float(stamp), upstreams, int(status)))
+        return rows
+
+
+@dataclass
+class Replica:
+    url: str
+    stack: ExitStack
+
+    @property
+    def port(self) -> int:
+        return httpx.URL(self.url).port
+
+    def stop(self) -> None:
+        """SIGTERM: the server stops listening, answers what it has, then exits."""
+        self.stack.close()
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers: what a crash or an OOM kill does."""
+        os.killpg(server_process(self.url).pid, signal.SIGKILL)
+        self.stack.close()
+
+
+def start_replica(model_tag: str, env: dict[str, str], port: int) -> Replica:
+    stack = ExitStack()
+    url = stack.enter_context(running_server(f"model_tag={model_tag}", env=env, port=port))
+    return Replica(url, stack)
+
+
+@dataclass
+class Load:
+    """``users`` threads sending one-tweet /predict requests back to back through ``url`` until stopped."""
+
+    url: str
+    users: int
+    answers: list[Answer] = field(default_factory=list)
+    feedback: list[tuple[int, int | None]] = field(default_factory=list)  # (status, stored id) of each report
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> "Load":
+        for target in [self._user] * self.users + [self._reporter]:
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def _user(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.is_set():
+                start = time.time()
+                try:
+                    answer = client.post("/predict", json={"tweet": "the crew was lovely, the flight was late"})
+                    model = answer.json().get("model", "") if answer.status_code == 200 else ""
+                    status = answer.status_code
+                except httpx.HTTPError:
+                    status, model = 0, ""
+                self.answers.append((start, (time.time() - start) * 1000, status, model))
+
+    def _reporter(self) -> None:
+        """A wrong-prediction report every second, each with its own idempotency key."""
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            while not self._stop.wait(1):
+                body = {"tweet": "late again", "predicted_label": "positive", "wrong": True}
+                try:
+                    answer = client.post("/feedback", json=body | {"idempotency_key": str(uuid.uuid4())})
+                    self.feedback.append((answer.status_code, answer.json().get("id")))
+                except httpx.HTTPError:
+                    self.feedback.append((0, None))
+
+    def between(self, start: float, end: float) -> list[Answer]:
+        return [a for a in self.answers if start <= a[0] < end]
+
+
+def p99(answers: list[Answer]) -> float:
+    return statistics.quantiles([ms for _, ms, _, _ in answers], n=100)[98]
+
+
+def roll(replicas: list[Replica], ports: list[int], model_tag: str, env: dict[str, str]) -> list[Replica]:
+    """Replace each replica by one serving ``model_tag`` on a free slot, one at a time: start the new one,
+    wait until it is ready, then stop the old one (it drains). Returns the new replicas."""
+    current = list(replicas)
+    for old in replicas:
+        free = next(p for p in ports if p not in {r.port for r in current})
+        current.append(start_replica(model_tag, env, free))
+        old.stop()
+        current.remove(old)
+    return current
+
+
+@dataclass
+class Figures:
+    """What one run of the procedure measured."""
+
+    phases: dict[str, list[Answer]]  # the answers to requests started in each phase, in order
+    feedback: list[tuple[int, int | None]]  # (status, stored id) of each report
+    tries_of_killed: int  # requests nginx sent to the killed replica after the kill
+    last_try_s: float  # seconds from the kill to the last of them
+
+
+def run(
+    old_tag: str,
+    new_tag: str,
+    env: dict[str, str],
+    users: int = 32,
+    calm_s: float = 10,
+    promote: Callable[[], None] = lambda: None,
+    roll_back: Callable[[], None] = lambda: None,
+) -> Figures:
+    """Two replicas of ``old_tag`` under load; ``promote``, roll to ``new_tag``; ``roll_back``, roll to
+    ``old_tag``; then SIGKILL one. Tags may be the same alias, which ``promote`` and ``roll_back`` move."""
+    ports = [free_port() for _ in range(SLOTS)]
+    replicas = [start_replica(old_tag, env, port) for port in ports[:2]]
+    marks: dict[str, float] = {}
+    try:
+        with running_nginx(ports) as nginx:
+            with Load(nginx.url, users) as load:
+                time.sleep(calm_s)
+                marks["rolling out"] = time.time()
+                promote()
+                replicas = roll(replicas, ports, new_tag, env)
+                marks["rolled out"] = time.time()
+                time.sleep(calm_s / 2)
+                marks["rolling back"] = time.time()
+                roll_back()
+                replicas = roll(replicas, ports, old_tag, env)
+                marks["rolled back"] = time.time()
+                time.sleep(calm_s / 2)
+                killed = replicas.pop(0)
+                marks["after a replica was killed"] = time.time()
+                killed.kill()
+                time.sleep(calm_s + FAIL_TIMEOUT_S)  # past nginx's fail_timeout: its retry of the dead one too
+            address = f"127.0.0.1:{killed.port}"
+            kill_time = marks["after a replica was killed"]
+            tries = [t for t, upstreams, _ in nginx.routed() if t >= kill_time and address in upstreams]
+    finally:
+        for replica in replicas:
+            replica.stop()
+    starts = [("before", 0.0), *marks.items()]
+    ends = [start for _, start in starts[1:]] + [float("inf")]
+    return Figures(
+        phases={name: load.between(start, end) for (name, start), end in zip(starts, ends, strict=True)},
+        feedback=load.feedback,
+        tries_of_killed=len(tries),
+        last_try_s=max(tries, default=kill_time) - kill_time,
+    )
+
+
+def failed(answers: list[Answer]) -> int:
+    return sum(status != 200 for _, _, status, _ in answers)
+
+
+def models(answers: list[Answer]) -> set[str]:
+    return {model for _, _, status, model in answers if status == 200}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database", required=True, help="the PostgreSQL URL the replicas share")
+    parser.add_argument("--old", default="tweet-lstm@champion")
+    parser.add_argument("--new", default="tweet-logreg@champion")
+    args = parser.parse_args()
+    env = {**os.environ, "TWEETS_FEEDBACK_DB_URL": args.database}
+    figures = run(args.old, args.new, env)
+    lines = [
+        "# Several replicas behind nginx: a rolling model update and a killed replica, under load",
+        "",
+        f"Generated by `python -m benchmarks.replicas` on {date.today()}: two `bentoml serve` replicas (one "
+        "worker each) behind nginx, sharing PostgreSQL, 32 users sending `/predict` back to back, all on the "
+        f"same 2 cores. Rolled from `{args.old}` to `{args.new}` and back, a replica at a time.",
+        "",
+        "| phase | requests | failed | p99 ms | `model` answered |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {name} | {len(answers):,} | {failed(answers)} | {p99(answers):.0f} | "
+            f"{', '.join(f'`{m}`' for m in sorted(models(answers)))} |"
+            for name, answers in figures.phases.items()
+        ],
+        "",
+        f"Feedback sent through nginx meanwhile: {len(figures.feedback)} reports, "
+        f"{sum(status == 200 for status, _ in figures.feedback)} acknowledged.",
+        f"After the SIGKILL nginx tried the dead replica {figures.tries_of_killed} times, the last "
+        f"{figures.last_try_s:.1f} s after it (it retries a failed server every {FAIL_TIMEOUT_S} s with one "
+        "request, passed on to a live one).",
+        "",
+    ]
+    path = Path(__file__).parent / "results" / "REPLICAS.md"
+    path.write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
