@@ -247,7 +247,8 @@ limits = settings()
 TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_seconds)
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
-TweetSentiment.add_asgi_middleware(Pages, served=SERVED)  # / home page, /readme, Swagger at /docs
+card = bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", "")
+TweetSentiment.add_asgi_middleware(Pages, served=SERVED, model_card=card)  # /, /readme, /model-card, /docs
 # A report gives the true label or says whether the prediction was wrong: exactly one, not null (else 400).
 TRUE_LABEL_OR_WRONG = [
     {"required": ["true_label"], "properties": {"true_label": {"type": "string"}}},

@@ -1,12 +1,15 @@
 """Dependency outages against a real `bentoml serve`: the feedback database stopped and started again, the
 prediction log on a full disk. Predictions never fail; the outage is answered, counted, logged once, survived."""
 
+import logging
 import os
+import time
 import uuid
 
 import httpx
 
 from benchmarks.servers import running_server
+from tweet_sentiment.dependencies import Dependency
 
 TWEET = "the crew was lovely"
 WRONG = {"tweet": TWEET, "predicted_label": "negative", "true_label": "positive"}
@@ -62,3 +65,21 @@ def test_a_full_disk_drops_prediction_log_records_counted_never_failing_a_predic
     assert dropped >= 30  # one record per model call, each one counted
     text = log.read_text()
     assert "--- Logging error ---" not in text and text.count("prediction_log unavailable") == 1
+
+
+def test_an_outage_is_logged_when_it_starts_as_a_count_while_it_lasts_and_when_it_ends(caplog):
+    dependency = Dependency("thing", report_every_s=0.2)
+    with caplog.at_level(logging.WARNING, logger="tweet_sentiment.dependencies"):
+        for _ in range(50):
+            dependency.failed(OSError("down"))
+        assert dependency.degraded
+        time.sleep(0.25)
+        dependency.failed(OSError("down"))
+        dependency.succeeded()
+        dependency.succeeded()
+    assert not dependency.degraded
+    assert [record.getMessage() for record in caplog.records] == [
+        "thing unavailable: down",
+        "thing still unavailable: 50 more failures",
+        "thing back after 0 s, 51 failures",
+    ]

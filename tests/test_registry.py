@@ -16,6 +16,7 @@ from tweet_sentiment.registry import (
     CHAMPION,
     Evaluation,
     ModelNotFound,
+    ModelSpec,
     bento_imports,
     champion_version,
     fingerprint,
@@ -133,6 +134,27 @@ def test_alias_of_a_version_never_imported_is_imported_on_the_spot(registered):
     served = resolve_model(f"{name}@candidate")
     assert bentoml.models.get(served.bento_tag).info.labels["mlflow_model_version"] == version
     assert resolve_model(f"{name}@candidate").bento_tag == served.bento_tag  # found, not imported again
+
+
+@pytest.mark.parametrize(
+    ("spec", "parsed"),
+    [
+        ("tweet-lstm@champion", ModelSpec("tweet-lstm", alias="champion")),
+        ("tweet-lstm/3", ModelSpec("tweet-lstm", version="3")),
+        ("tweet-lstm/3@champion", ModelSpec("tweet-lstm", alias="champion", version="3")),  # a served label
+        ("tweet-lstm:abc123", ModelSpec("tweet-lstm", bento_tag="tweet-lstm:abc123")),
+        ("tweet-lstm", ModelSpec("tweet-lstm", bento_tag="tweet-lstm")),
+    ],
+)
+def test_one_parser_reads_every_way_a_model_is_named(spec, parsed):
+    assert ModelSpec.parse(spec) == parsed
+
+
+def test_a_version_number_resolves_like_an_alias_and_a_bad_one_is_named(trained):
+    lstm = trained["lstm"]
+    assert resolve_model(f"tweet-lstm/{lstm.version}").bento_tag == lstm.bento_tag
+    with pytest.raises(ModelNotFound, match="numeric version"):
+        ModelSpec.parse("tweet-lstm/latest")
 
 
 @pytest.mark.parametrize(

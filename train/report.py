@@ -1,6 +1,13 @@
-"""Regenerate the README's results table from the champion runs in MLflow.  ``python -m train.report``"""
+"""Regenerate the README's results table and the champions' model cards (docs/model_cards/) from MLflow.
 
+python -m train.report
+"""
+
+from tweet_sentiment.config import ROOT
+from tweet_sentiment.model_card import logged_card
 from tweet_sentiment.report import champion_runs, results_table, update_readme
+
+CARDS = ROOT / "docs" / "model_cards"
 
 
 def main() -> str:
@@ -9,6 +16,10 @@ def main() -> str:
         raise SystemExit("no trained model in MLflow yet: run `python -m train` first")
     table = results_table(runs)
     update_readme("results", table)
+    CARDS.mkdir(parents=True, exist_ok=True)
+    for _, run in runs.iterrows():
+        if card := logged_card(run["run_id"]):
+            (CARDS / f"{run['model']}.md").write_text(card)
     print(table)
     return table
 

@@ -11,24 +11,19 @@ import logging
 
 import mlflow
 import numpy as np
-from mlflow import MlflowClient
 
 from tweet_sentiment import data
 from tweet_sentiment.config import settings
 from tweet_sentiment.data import Split
-from tweet_sentiment.registry import registered_version
+from tweet_sentiment.registry import ModelSpec
 
 log = logging.getLogger(__name__)
 
 
 def teacher_version(spec: str) -> tuple[str, str]:
     """``name@alias`` or ``name/version`` -> (name, version) in the registry."""
-    client = MlflowClient(settings().tracking_uri)
-    if "@" in spec:
-        name, alias = spec.split("@", 1)
-        return name, registered_version(name, alias, client)
-    name, version = spec.split("/", 1)
-    return name, str(client.get_model_version(name, version).version)
+    model = ModelSpec.parse(spec)
+    return model.name, model.registered_version()
 
 
 def teacher_probabilities(name: str, version: str, texts: list[str], batch_size: int = 256) -> np.ndarray:

@@ -274,17 +274,20 @@ def load_reference(model: str) -> Reference:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
+    from tweet_sentiment.registry import ModelNotFound, ModelSpec
     from tweet_sentiment.report import test_predictions
 
-    name, _, version = model.partition("@")[0].partition("/")
     client = MlflowClient(settings().tracking_uri)
     try:
+        spec = ModelSpec.parse(model)
+        name, version = spec.name, spec.registered_version(client)
         run = client.get_run(client.get_model_version(name, version).run_id)
         vocabulary_path = mlflow.artifacts.download_artifacts(
             run_id=run.info.run_id, artifact_path="training_vocabulary.tsv", tracking_uri=settings().tracking_uri
         )
-    except MlflowException as error:
-        raise DriftError(f"no reference for {model!r} in MLflow ({settings().tracking_uri}): {error.message}") from None
+    except (MlflowException, ModelNotFound) as error:
+        message = getattr(error, "message", error)
+        raise DriftError(f"no reference for {model!r} in MLflow ({settings().tracking_uri}): {message}") from None
     tokens = [line.split("\t")[0] for line in Path(vocabulary_path).read_text(encoding="utf-8").split("\n") if line]
     if max_tokens := run.data.params.get("max_tokens"):  # the LSTM keeps its most frequent tokens only
         tokens = tokens[: int(max_tokens) - 2]  # minus the padding and out-of-vocabulary entries

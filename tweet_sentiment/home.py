@@ -53,7 +53,8 @@ a {html.escape(served.family)} model (BentoML tag <code>{html.escape(served.bent
 <h2>Routes</h2><table>{rows}
 <tr><td><code>GET /livez /readyz /metrics</code></td><td>liveness, readiness, Prometheus</td><td></td></tr>
 </table>
-<p><a href="/docs">API reference (Swagger)</a> · <a href="/docs.json">OpenAPI</a> · {links}</p>
+<p><a href="/docs">API reference (Swagger)</a> · <a href="/docs.json">OpenAPI</a> ·
+<a href="/model-card">the model's card</a> · {links}</p>
 </body></html>"""
 
 
@@ -62,24 +63,32 @@ def readme_page() -> str:
     path = ROOT / "README.md"
     if not path.is_file():
         return "<p>README.md is not packed with this service.</p>"
-    body = MarkdownIt("commonmark").enable("table").render(path.read_text(encoding="utf-8"))
+    return markdown_page("Tweet sentiment: README", path.read_text(encoding="utf-8"))
+
+
+def markdown_page(title: str, markdown: str) -> str:
+    """Markdown as an HTML page, headings anchored as on GitHub."""
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
 
     def anchored(heading: re.Match) -> str:
         level, title = heading[1], heading[2]
         return f"<h{level} id='{_slug(re.sub('<[^>]+>', '', title))}'>{title}</h{level}>"
 
     body = re.sub(r"<h([1-3])>(.*?)</h\1>", anchored, body)
-    head = "<meta charset='utf-8'><title>Tweet sentiment: README</title>"
+    head = f"<meta charset='utf-8'><title>{html.escape(title)}</title>"
     return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
 
 
 class Pages:
-    """ASGI middleware: GET / is the home page, GET /readme the README, GET /docs BentoML's Swagger page."""
+    """ASGI middleware: GET / is the home page, GET /readme the README, GET /model-card the served model's card,
+    GET /docs BentoML's Swagger page."""
 
-    PATHS = ("/", "/readme", "/docs")
+    PATHS = ("/", "/readme", "/model-card", "/docs")
 
-    def __init__(self, app, served: ServedModel) -> None:
+    def __init__(self, app, served: ServedModel, model_card: str) -> None:
         self.app, self.served, self.readme = app, served, readme_page()
+        card = model_card or f"# {served.label}\n\nThis version was trained before model cards were written."
+        self.card = markdown_page(f"Model card: {served.label}", card)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in self.PATHS:
@@ -87,7 +96,10 @@ class Pages:
         if scope["path"] == "/docs":
             return await self.app({**scope, "path": "/", "raw_path": b"/"}, receive, send)
         host = dict(scope["headers"]).get(b"host", b"localhost:3000").decode("latin-1")
-        page = home_page(self.served, host) if scope["path"] == "/" else self.readme
+        if scope["path"] == "/":
+            page = home_page(self.served, host)
+        else:
+            page = self.card if scope["path"] == "/model-card" else self.readme
         body = page.encode()
         headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})

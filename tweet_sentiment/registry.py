@@ -199,7 +199,9 @@ def rollback(name: str, reason: str, by: str | None = None, client: MlflowClient
 
 
 def import_to_bento(name: str, version: str, client: MlflowClient | None = None) -> bentoml.Model:
-    """Import a registered MLflow model version into the BentoML store, keeping its lineage."""
+    """Import a registered MLflow model version into the BentoML store, keeping its lineage and its card."""
+    from tweet_sentiment.model_card import logged_card  # training side: the Bento does not pack it
+
     client = client or MlflowClient()
     model_version = client.get_model_version(name, version)
     run = client.get_run(model_version.run_id)
@@ -213,6 +215,7 @@ def import_to_bento(name: str, version: str, client: MlflowClient | None = None)
         **{key: round(value, 6) for key, value in run.data.metrics.items() if not key.startswith("curve_")},
         "base_model": run.data.params.get("base", ""),
         "dataset": run.data.params.get("dataset", ""),
+        "model_card": logged_card(model_version.run_id) or "",  # served at /model-card, with no MLflow around
     }
     model = bentoml.mlflow.import_model(
         name,
@@ -312,15 +315,53 @@ def bento_model_for(name: str, version: str, client: MlflowClient | None = None)
     return import_to_bento(name, version, client)
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a model is named anywhere in the product, parsed in one place:
+
+    - ``name@alias``: the registered version an MLflow alias points to (``tweet-lstm@champion``);
+    - ``name/version``: a registered version, also as servers label their answers (``tweet-lstm/3``,
+      ``tweet-lstm/3@champion``: the alias then only says how it was asked for);
+    - anything else is a BentoML tag (``tweet-lstm:abc123``, ``tweet-lstm:latest``, ``tweet-lstm``).
+    """
+
+    name: str
+    alias: str | None = None
+    version: str | None = None  # registered version
+    bento_tag: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "ModelSpec":
+        head, _, alias = spec.partition("@")
+        name, slash, version = head.partition("/")
+        if slash:
+            if not (name and version.isdigit()):
+                raise ModelNotFound(f"{spec!r}: expected NAME/VERSION with a numeric version, e.g. tweet-lstm/3")
+            return cls(name, alias or None, version)
+        if alias:
+            return cls(name, alias)
+        return cls(spec.split(":", 1)[0], bento_tag=spec)
+
+    def registered_version(self, client: MlflowClient | None = None) -> str:
+        """The registered version this names (an alias resolved in the registry)."""
+        if self.version:
+            return self.version
+        if not self.alias:
+            raise ModelNotFound(f"{self.bento_tag!r} is a BentoML tag, not a registered version")
+        return registered_version(self.name, self.alias, client or MlflowClient(settings().tracking_uri))
+
+
 def resolve_model(spec: str) -> ServedModel:
-    """The model a BentoML tag or an MLflow alias (``name@alias``) names; ModelNotFound lists what exists."""
-    name, at, alias = spec.partition("@")
-    if not at:
-        return ServedModel.of(_bento_model(spec))
-    if in_built_bento():  # the build resolved the alias and packed that model: MLflow is not needed
-        packed = bento_imports(name)
+    """The model a spec names (``ModelSpec``), imported into BentoML if it never was; ModelNotFound lists
+    what exists."""
+    model = ModelSpec.parse(spec)
+    if model.bento_tag:
+        return ServedModel.of(_bento_model(model.bento_tag))
+    if in_built_bento():  # the build resolved the spec and packed that model: MLflow is not needed
+        packed = bento_imports(model.name)
         if len(packed) != 1:
-            raise ModelNotFound(f"this Bento packs {_store_listing()}: no single {name!r} for {spec!r}")
-        return ServedModel.of(packed[0], alias)
+            raise ModelNotFound(f"this Bento packs {_store_listing()}: no single {model.name!r} for {spec!r}")
+        return ServedModel.of(packed[0], model.alias)
     client = MlflowClient(settings().tracking_uri)
-    return ServedModel.of(bento_model_for(name, registered_version(name, alias, client), client), alias)
+    version = model.registered_version(client)
+    return ServedModel.of(bento_model_for(model.name, version, client), model.alias)

@@ -194,13 +194,15 @@ def count_only_known_paths(paths: Iterable[str]) -> None:
     """
     from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware as Metered
 
-    known, count = frozenset(paths), Metered.__call__
+    count = getattr(Metered.__call__, "counts", Metered.__call__)  # the original, if wrapped already
+    known = frozenset(paths)
 
     async def call(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] not in known:
             return await self.app(scope, receive, send)
         await count(self, scope, receive, send)
 
+    call.counts = count
     Metered.__call__ = call
 
 

@@ -19,7 +19,7 @@ import tweet_model
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_model.runtime import ONNX_MODEL
 from tweet_model.text import clean_tweets
-from tweet_sentiment import behaviour, data, evaluate, logreg, lstm, transformer
+from tweet_sentiment import behaviour, data, evaluate, logreg, lstm, model_card, transformer
 from tweet_sentiment.config import SEED
 from tweet_sentiment.distil import distil
 from tweet_sentiment.family import ModelFamily, Predictor
@@ -227,6 +227,8 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
             fig = evaluate.confusion_figure(sets[set_name]["label"].to_numpy(), set_probs, f"{name}: {set_name}")
             mlflow.log_figure(fig, f"confusion_{set_name}.png")
         mlflow.log_table(parts.test.assign(prob_positive=probs["test"]), "predictions_test.json")
+        predictions = parts.test.assign(prob_positive=probs["test"])[["text", "label", "prob_positive"]]
+        model_card.log_card(name, str(info.registered_model_version), predictions.to_dict("records"))
     model_version = str(info.registered_model_version)
     evaluation, promotion_test = promotion_evaluation(dataset, sample, parts.test, probs["test"])
     decision = promote_if_better(name, model_version, evaluation, promotion_test)
