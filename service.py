@@ -46,6 +46,7 @@ from tweet_sentiment.serving import (
     PredictionLog,
     RequireToken,
     adaptive_batching,
+    answer_requests_on_kept_alive_connections,
     close_silent_connections,
     count_only_known_paths,
     document_the_api_as_it_answers,
@@ -76,6 +77,7 @@ STORE_RETRY_AFTER_S = 5  # the pool checks connections before use: the store ans
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
 log_client_errors_in_one_line()
 close_silent_connections(settings().header_timeout_seconds)
+answer_requests_on_kept_alive_connections(settings().drain_seconds)
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 

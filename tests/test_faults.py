@@ -1,14 +1,17 @@
 """Dependency outages against a real `bentoml serve`: the feedback database stopped and started again, the
 prediction log on a full disk. Predictions never fail; the outage is answered, counted, logged once, survived."""
 
+import http.client
+import json
 import logging
 import os
+import signal
 import time
 import uuid
 
 import httpx
 
-from benchmarks.servers import running_server
+from benchmarks.servers import running_server, server_process
 from tweet_sentiment.dependencies import Dependency
 
 TWEET = "the crew was lovely"
@@ -83,3 +86,20 @@ def test_an_outage_is_logged_when_it_starts_as_a_count_while_it_lasts_and_when_i
         "thing still unavailable: 50 more failures",
         "thing back after 0 s, 51 failures",
     ]
+
+
+def test_a_request_on_a_kept_alive_connection_after_sigterm_is_answered_then_closed(trained):
+    with running_server() as url:
+        [worker] = [p for p in server_process(url).children(recursive=True) if "worker" in " ".join(p.cmdline())]
+        address = httpx.URL(url)
+        connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
+        body, headers = json.dumps({"tweet": TWEET}), {"Content-Type": "application/json"}
+        connection.request("POST", "/predict", body, headers)
+        assert connection.getresponse().read() and connection.sock is not None  # kept alive
+        worker.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # shutdown under way: a plain uvicorn has closed the idle connection by now
+        connection.request("POST", "/predict", body, headers)
+        answer = connection.getresponse()
+        assert answer.status == 200 and answer.getheader("connection") == "close"
+        assert json.loads(answer.read())["label"] in ("positive", "negative")
+        worker.wait(timeout=30)  # and the worker exits

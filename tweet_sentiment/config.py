@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = _env(
         "TWEETS_HEADER_TIMEOUT_SECONDS", 10.0, "a connection with no complete request headers by then is closed"
     )
+    drain_seconds: float = _env(
+        "TWEETS_DRAIN_SECONDS", 2.0, "after SIGTERM, idle keep-alive connections still answer a request this long"
+    )
     # Feedback and alerts
     feedback_db: Path = _in_state_dir("TWEETS_FEEDBACK_DB", "feedback.db", "SQLite feedback store")
     feedback_db_url: SecretStr | None = _env("TWEETS_FEEDBACK_DB_URL", None, "any SQLAlchemy URL; wins over the file")

@@ -185,6 +185,40 @@ def close_silent_connections(header_timeout_s: float) -> None:
     Protocol.on_headers_complete = on_headers_complete
 
 
+def answer_requests_on_kept_alive_connections(drain_s: float) -> None:
+    """After SIGTERM, keep idle keep-alive connections open for ``drain_s``: a request a client sends on one
+    meanwhile is answered (with ``Connection: close``), and the connection closes after its response or at
+    the end of the drain.
+
+    Uvicorn closes idle connections the moment shutdown starts, so a request sent on one at that moment met a
+    closed connection: a client or load balancer cannot tell whether it was handled, and does not retry a
+    POST. No BentoML or uvicorn setting reaches it; this wraps uvicorn's httptools protocol.
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
+
+    if getattr(Protocol, "drain_s", None) is not None:
+        Protocol.drain_s = drain_s
+        return
+    shutdown, headers_complete = Protocol.shutdown, Protocol.on_headers_complete
+
+    def idle(protocol) -> bool:
+        return protocol.cycle is None or protocol.cycle.response_complete
+
+    def drain(self) -> None:
+        if not idle(self):
+            return shutdown(self)  # a response under way: uvicorn closes the connection after it
+        self.draining = True
+        self.loop.call_later(self.drain_s, lambda: idle(self) and self.transport.close())
+
+    def on_headers_complete(self) -> None:
+        headers_complete(self)
+        if getattr(self, "draining", False):
+            self.cycle.keep_alive = False  # answered, then closed
+
+    Protocol.drain_s = drain_s
+    Protocol.shutdown, Protocol.on_headers_complete = drain, on_headers_complete
+
+
 def count_only_known_paths(paths: Iterable[str]) -> None:
     """Keep BentoML's request metrics to ``paths``: requests to any other path (all 404) are not counted.
 
