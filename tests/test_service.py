@@ -79,7 +79,7 @@ def test_http_predict_and_batch(http, trained):
     [
         ("/predict", {}, "missing"),
         ("/predict", {"tweet": ""}, "string_too_short"),
-        ("/predict", {"tweet": " \t\n "}, "string_too_short"),
+        ("/predict", {"tweet": " \t\n\x1c\u3000 "}, "string_pattern_mismatch"),  # Python's whitespace only
         ("/predict", {"tweet": 42}, "string_type"),
         ("/predict", {"tweet": None}, "string_type"),
         ("/predict", {"tweet": "x" * 1001}, "string_too_long"),
@@ -87,6 +87,7 @@ def test_http_predict_and_batch(http, trained):
         ("/predict_batch", {"tweets": []}, "too_short"),
         ("/predict_batch", {"tweets": ["ok"] * 257}, "too_long"),
         ("/predict_batch", {"tweets": ["ok", ""]}, "string_too_short"),
+        ("/predict_batch", {"tweets": ["ok", "\t"]}, "string_pattern_mismatch"),
         ("/predict_batch", {"tweets": "not a list"}, "list_type"),
     ],
 )

@@ -11,13 +11,18 @@ from tweet_sentiment.feedback import IDEMPOTENCY_KEY_CHARS
 MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
 MAX_TWEETS_PER_REQUEST = 256
 
+# Python's whitespace (str.isspace), spelled out: the same class in the OpenAPI's ECMA regex and in pydantic's,
+# so a tweet the document calls valid is one the server accepts (their \s differ, e.g. on \x1c and \ufeff).
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_NO_NULL = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+
 # Examples (OpenAPI 3.0 "example"), not defaults: the Swagger page shows them, and a request
 # without the field is a 400.
 Tweet = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TWEET_CHARS, pattern=r"^[^\x00]*$"),
+    StringConstraints(min_length=1, max_length=MAX_TWEET_CHARS, pattern=NOT_BLANK_NO_NULL),
     Field(
-        description=f"Raw tweet text, 1 to {MAX_TWEET_CHARS} characters, no null bytes",
+        description=f"Raw tweet text, 1 to {MAX_TWEET_CHARS} characters, not only whitespace, no null bytes",
         json_schema_extra={"example": EXAMPLE_TWEETS[0]},
     ),
 ]
