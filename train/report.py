@@ -4,7 +4,7 @@ python -m train.report
 """
 
 from tweet_sentiment.config import ROOT
-from tweet_sentiment.model_card import logged_card
+from tweet_sentiment.model_card import for_version
 from tweet_sentiment.report import champion_runs, results_table, update_readme
 
 CARDS = ROOT / "docs" / "model_cards"
@@ -18,8 +18,7 @@ def main() -> str:
     update_readme("results", table)
     CARDS.mkdir(parents=True, exist_ok=True)
     for _, run in runs.iterrows():
-        if card := logged_card(run["run_id"]):
-            (CARDS / f"{run['model']}.md").write_text(card)
+        (CARDS / f"{run['model']}.md").write_text(for_version(run["model"], run["version"]))
     print(table)
     return table
 

@@ -1,11 +1,9 @@
 """A model card for every registered version (Mitchell et al., "Model Cards for Model Reporting", 2019).
 
-Written from the version's MLflow run at the end of training (``model_card.md``, an artifact of the run),
-carried into the BentoML import (its metadata), served at ``GET /model-card``, and written to
-``docs/model_cards/`` for the champions by ``python -m train.report``.
+Written from the version's MLflow run: logged as the run's artifact at the end of training
+(``model_card.md``), carried into the BentoML import (its metadata), served at ``GET /model-card``, and
+written to ``docs/model_cards/`` for the champions by ``python -m train.report``.
 """
-
-from pathlib import Path
 
 import mlflow
 from mlflow.entities import Run
@@ -121,16 +119,14 @@ def confident_mistakes(predictions: list[dict], count: int = MISTAKES) -> list[d
     return sorted(wrong, key=lambda p: -abs(p["prob_positive"] - 0.5))[:count]
 
 
-def log_card(name: str, version: str, predictions: list[dict]) -> str:
-    """Render the card from the active run's logged metrics and log it as the run's artifact."""
-    card = render(name, version, mlflow.get_run(mlflow.active_run().info.run_id), confident_mistakes(predictions))
-    mlflow.log_text(card, ARTIFACT)
-    return card
+def for_version(name: str, version: str) -> str:
+    """The card of a registered version, from its run: metrics, parameters and held-out predictions."""
+    from tweet_sentiment.report import test_predictions
 
-
-def logged_card(run_id: str) -> str | None:
-    """The card logged with a run, if any."""
+    client = mlflow.MlflowClient()
+    run = client.get_run(client.get_model_version(name, version).run_id)
     try:
-        return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=ARTIFACT)).read_text()
-    except (OSError, mlflow.exceptions.MlflowException):
-        return None
+        predictions = test_predictions(run.info.run_id).to_dict("records")
+    except (OSError, mlflow.exceptions.MlflowException):  # a run that logged none
+        predictions = []
+    return render(name, version, run, confident_mistakes(predictions))

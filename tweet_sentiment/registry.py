@@ -200,7 +200,7 @@ def rollback(name: str, reason: str, by: str | None = None, client: MlflowClient
 
 def import_to_bento(name: str, version: str, client: MlflowClient | None = None) -> bentoml.Model:
     """Import a registered MLflow model version into the BentoML store, keeping its lineage and its card."""
-    from tweet_sentiment.model_card import logged_card  # training side: the Bento does not pack it
+    from tweet_sentiment import model_card  # training side: the Bento does not pack it
 
     client = client or MlflowClient()
     model_version = client.get_model_version(name, version)
@@ -215,7 +215,7 @@ def import_to_bento(name: str, version: str, client: MlflowClient | None = None)
         **{key: round(value, 6) for key, value in run.data.metrics.items() if not key.startswith("curve_")},
         "base_model": run.data.params.get("base", ""),
         "dataset": run.data.params.get("dataset", ""),
-        "model_card": logged_card(model_version.run_id) or "",  # served at /model-card, with no MLflow around
+        "model_card": model_card.for_version(name, version),  # served at /model-card, with no MLflow around
     }
     model = bentoml.mlflow.import_model(
         name,

@@ -227,8 +227,7 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
             fig = evaluate.confusion_figure(sets[set_name]["label"].to_numpy(), set_probs, f"{name}: {set_name}")
             mlflow.log_figure(fig, f"confusion_{set_name}.png")
         mlflow.log_table(parts.test.assign(prob_positive=probs["test"]), "predictions_test.json")
-        predictions = parts.test.assign(prob_positive=probs["test"])[["text", "label", "prob_positive"]]
-        model_card.log_card(name, str(info.registered_model_version), predictions.to_dict("records"))
+        mlflow.log_text(model_card.for_version(name, str(info.registered_model_version)), model_card.ARTIFACT)
     model_version = str(info.registered_model_version)
     evaluation, promotion_test = promotion_evaluation(dataset, sample, parts.test, probs["test"])
     decision = promote_if_better(name, model_version, evaluation, promotion_test)
