@@ -157,3 +157,19 @@ def smtp():
     controller.start()
     yield inbox, SMTPSettings(host="127.0.0.1", port=controller.port, recipients=("oncall@example.com",))
     controller.stop()
+
+
+@pytest.fixture
+def shared_servers_env(postgres, smtp):
+    """For servers that share state as replicas do: a fresh PostgreSQL database and the SMTP server. Yields
+    (the servers' environment, the database URL, the SMTP inbox)."""
+    inbox, mail = smtp
+    database = postgres()
+    env = {
+        **os.environ,
+        "TWEETS_FEEDBACK_DB_URL": database,
+        "SMTP_HOST": mail.host,
+        "SMTP_PORT": str(mail.port),
+        "ALERT_EMAIL_TO": "oncall@example.com",
+    }
+    return env, database, inbox

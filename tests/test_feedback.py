@@ -194,24 +194,13 @@ def test_state_only_reads_and_the_sender_closes_a_calmed_incident(store, clock):
     assert store.state().incident_id is None
 
 
-def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(trained, postgres, smtp):
+def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(trained, shared_servers_env):
     """Two `bentoml serve` processes (as two replicas would) share one PostgreSQL database."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     import httpx
 
     from benchmarks.servers import running_server
 
-    inbox, settings = smtp
-    url = postgres()
-    env = {
-        **os.environ,
-        "TWEETS_FEEDBACK_DB_URL": url,
-        "SMTP_HOST": settings.host,
-        "SMTP_PORT": str(settings.port),
-        "ALERT_EMAIL_TO": "oncall@example.com",
-    }
+    env, url, inbox = shared_servers_env
     tag = f"model_tag={trained['logreg'].bento_tag}"
     with running_server(tag, env=env) as first, running_server(tag, env=env) as second:
 

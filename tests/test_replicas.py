@@ -18,19 +18,11 @@ from tweet_sentiment.registry import promote, rollback
 pytestmark = pytest.mark.slow
 
 
-def test_rolling_update_and_back_and_a_killed_replica_lose_no_request(trained, postgres, smtp):
+def test_rolling_update_and_back_and_a_killed_replica_lose_no_request(trained, shared_servers_env):
     if not shutil.which("nginx"):
         message = "nginx is not installed (apt-get install nginx; .ci/run does)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
-    inbox, mail = smtp
-    database = postgres()
-    env = {
-        **os.environ,
-        "TWEETS_FEEDBACK_DB_URL": database,
-        "SMTP_HOST": mail.host,
-        "SMTP_PORT": str(mail.port),
-        "ALERT_EMAIL_TO": "oncall@example.com",
-    }
+    env, database, inbox = shared_servers_env
     old = trained["lstm"]
     new = lstm.cli(["--sample", "300", "--epochs", "1", "--units", "8"])  # sampled: never promoted by itself
     figures = replicas.run(
