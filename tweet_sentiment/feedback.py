@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tweet_sentiment.config import settings
 from tweet_sentiment.dependencies import Dependency
@@ -109,14 +109,17 @@ def add_missing_columns(engine: Engine) -> None:
     The schema grows by a column at a time and never changes one, so this is all the migration it needs
     (Alembic would be the tool once it does).
     """
-    existing = {column["name"] for column in inspect(engine).get_columns(feedback_table.name)}
-    with engine.begin() as db:
-        for column in feedback_table.columns:
-            if column.name not in existing:
-                db.execute(text(f"ALTER TABLE {feedback_table.name} ADD COLUMN {column.name} {column.type}"))
+    table = feedback_table.name
+    existing = {column["name"] for column in inspect(engine).get_columns(table)}
+    for column in (c for c in feedback_table.columns if c.name not in existing):
+        try:
+            with engine.begin() as db:
+                db.execute(text(f"ALTER TABLE {table} ADD COLUMN {column.name} {column.type}"))
                 if column.unique:
-                    index = f"uq_{feedback_table.name}_{column.name}"
-                    db.execute(text(f"CREATE UNIQUE INDEX {index} ON {feedback_table.name} ({column.name})"))
+                    db.execute(text(f"CREATE UNIQUE INDEX uq_{table}_{column.name} ON {table} ({column.name})"))
+        except DBAPIError:  # another replica, starting at the same moment, added it first
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
 
 
 def _open_incident_id(db) -> int | None:

@@ -5,6 +5,8 @@ Written from the version's MLflow run: logged as the run's artifact at the end o
 written to ``docs/model_cards/`` for the champions by ``python -m train.report``.
 """
 
+from datetime import UTC, datetime
+
 import mlflow
 from mlflow.entities import Run
 
@@ -108,8 +110,6 @@ def render(name: str, version: str, run: Run, mistakes: list[dict] | None = None
 
 
 def _date(run: Run) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime("%Y-%m-%d")
 
 
