@@ -11,7 +11,7 @@ import mlflow
 from mlflow.entities import Run
 
 from tweet_sentiment import behaviour
-from tweet_sentiment.data import EXTERNAL_TEST_SETS
+from tweet_sentiment.data import EXTERNAL_TEST_SETS, noisy
 
 ARTIFACT = "model_card.md"
 ERAS = {
@@ -104,7 +104,7 @@ def render(name: str, version: str, run: Run, mistakes: list[dict] | None = None
         ],
     ]
     if mistakes:
-        lines += ["", "Its most confident mistakes on the held-out split:", ""]
+        lines += ["", "Its most confident mistakes on the held-out split's hand-labelled tweets:", ""]
         lines += [f"- P(positive) {m['prob_positive']:.2f}, labelled {m['label']}: {m['text']!r}" for m in mistakes]
     return "\n".join(lines) + "\n"
 
@@ -126,7 +126,8 @@ def for_version(name: str, version: str) -> str:
     client = mlflow.MlflowClient()
     run = client.get_run(client.get_model_version(name, version).run_id)
     try:
-        predictions = test_predictions(run.info.run_id).to_dict("records")
+        frame = test_predictions(run.info.run_id)
     except (OSError, mlflow.exceptions.MlflowException):  # a run that logged none
-        predictions = []
-    return render(name, version, run, confident_mistakes(predictions))
+        return render(name, version, run)
+    clean = frame[~noisy(frame)] if "source" in frame else frame  # emoticon labels' "mistakes" are their noise
+    return render(name, version, run, confident_mistakes(clean.to_dict("records")))
