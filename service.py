@@ -40,20 +40,20 @@ from tweet_sentiment.schemas import (
 )
 from tweet_sentiment.serving import (
     HEALTH_PATHS,
+    RETRY_SOON,
     BodyLimits,
     JSONOnly,
     LoadShedding,
     PredictionLog,
     RequireToken,
     adaptive_batching,
-    answer_requests_on_kept_alive_connections,
-    close_silent_connections,
     count_only_known_paths,
     document_the_api_as_it_answers,
     error_response,
     limit_model_threads,
     log_client_errors_in_one_line,
     private_prometheus_dir,
+    tune_connections,
     tune_gc_for_serving,
     unbatched,
 )
@@ -73,11 +73,12 @@ class ServiceArgs(BaseModel):
 
 
 args = bentoml.use_arguments(ServiceArgs)
-STORE_RETRY_AFTER_S = 5  # the pool checks connections before use: the store answers as soon as it is back
+config = settings()
+# The pool checks connections before use: the store answers as soon as it is back.
+STORE_RETRY_AFTER = {"Retry-After": "5"}
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
 log_client_errors_in_one_line()
-close_silent_connections(settings().header_timeout_seconds)
-answer_requests_on_kept_alive_connections(settings().drain_seconds)
+tune_connections(config.header_timeout_seconds, config.drain_seconds)
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 
@@ -166,7 +167,7 @@ class TweetSentiment:
         try:
             return (await self.predict_tweets([tweet]))[0]
         except ServiceUnavailable as overloaded:
-            return error_response(503, str(overloaded), retry_after_s=1)
+            return error_response(503, str(overloaded), RETRY_SOON)
 
     @bentoml.api
     async def predict_batch(self, tweets: Tweets) -> Predictions:
@@ -174,7 +175,7 @@ class TweetSentiment:
         try:
             return await self.predict_tweets(tweets)
         except ServiceUnavailable as overloaded:
-            return error_response(503, str(overloaded), retry_after_s=1)
+            return error_response(503, str(overloaded), RETRY_SOON)
 
     @bentoml.api
     def feedback(
@@ -199,7 +200,7 @@ class TweetSentiment:
             state = store.evaluate()
         except DBAPIError as error:  # the database is down: the client retries (safely with a key)
             store.health.failed(error)
-            return error_response(503, "the feedback store is unavailable; retry later", STORE_RETRY_AFTER_S)
+            return error_response(503, "the feedback store is unavailable; retry later", STORE_RETRY_AFTER)
         store.health.succeeded()
         # Only the served model is a label value: a client's free text must not create metric series.
         feedback_total.labels(
@@ -245,8 +246,7 @@ class TweetSentiment:
 
 
 # Outermost first: a body must be whole (and small) before the request takes a place in the in-flight limit.
-limits = settings()
-TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=limits.max_body_bytes, timeout_s=limits.body_timeout_seconds)
+TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_seconds)
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
 card = bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", "")
@@ -260,5 +260,5 @@ document_the_api_as_it_answers({"/feedback": {"oneOf": TRUE_LABEL_OR_WRONG}})
 count_only_known_paths(
     [*HEALTH_PATHS, *(api.route for api in TweetSentiment.apis.values()), *Pages.PATHS, "/docs.json"]
 )
-if token := settings().feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
+if token := config.feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
     TweetSentiment.add_asgi_middleware(RequireToken, token=token.get_secret_value(), paths=frozenset({"/feedback"}))

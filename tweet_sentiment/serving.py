@@ -5,7 +5,6 @@ import atexit
 import gc
 import hmac
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -23,21 +22,15 @@ from tweet_sentiment.config import settings
 from tweet_sentiment.dependencies import Dependency
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
+RETRY_SOON = {"Retry-After": "1"}  # an overload passes within a second or so: try again then
 
 
-async def _answer(send, status: int, error: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps({"error": error}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-def error_response(status: int, error: str, retry_after_s: int | None = None):
-    """The service's one error shape, ``{"error": ...}``, for an answer a route returns itself: BentoML renders
-    a raised 4xx as a one-element array and replaces a 5xx's reason with a generic sentence."""
+def error_response(status: int, error: str, headers: dict[str, str] | None = None):
+    """The service's one error shape, ``{"error": ...}``: a route returns it (BentoML renders a raised 4xx as a
+    one-element array and replaces a 5xx's reason with a generic sentence), a middleware sends it (a Starlette
+    response is an ASGI app)."""
     from starlette.responses import JSONResponse
 
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s else None
     return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
@@ -51,7 +44,9 @@ class RequireToken:
         if scope["type"] == "http" and scope["path"] in self.paths:
             given = dict(scope["headers"]).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
-                return await _answer(send, 401, "missing or wrong token", [(b"www-authenticate", b"Bearer")])
+                return await error_response(401, "missing or wrong token", {"WWW-Authenticate": "Bearer"})(
+                    scope, receive, send
+                )
         await self.app(scope, receive, send)
 
 
@@ -68,7 +63,8 @@ class JSONOnly:
         if scope["type"] == "http" and scope["method"] == "POST":
             declared = dict(scope["headers"]).get(b"content-type", b"application/json")
             if declared.split(b";")[0].strip().lower() != b"application/json":
-                return await _answer(send, 415, "send the body as JSON (Content-Type: application/json)")
+                answer = error_response(415, "send the body as JSON (Content-Type: application/json)")
+                return await answer(scope, receive, send)
         await self.app(scope, receive, send)
 
 
@@ -89,7 +85,7 @@ class LoadShedding:
         if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_concurrency:
-            return await _answer(send, 503, "server overloaded, retry later", [(b"retry-after", b"1")])
+            return await error_response(503, "server overloaded, retry later", RETRY_SOON)(scope, receive, send)
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
@@ -112,11 +108,11 @@ class BodyLimits:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        close = [(b"connection", b"close")]  # the rest of a refused body is never read: drop the connection
-        too_large = f"the body is over {self.max_bytes:,} bytes"
+        close = {"Connection": "close"}  # the rest of a refused body is never read: drop the connection
+        too_large = error_response(413, f"the body is over {self.max_bytes:,} bytes", close)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_bytes:
-            return await _answer(send, 413, too_large, close)
+            return await too_large(scope, receive, send)
         chunks, size = [], 0
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -127,11 +123,12 @@ class BodyLimits:
                     chunks.append(message.get("body", b""))
                     size += len(chunks[-1])
                     if size > self.max_bytes:
-                        return await _answer(send, 413, too_large, close)
+                        return await too_large(scope, receive, send)
                     if not message.get("more_body"):
                         break
         except TimeoutError:
-            return await _answer(send, 408, f"the body did not arrive within {self.timeout_s:g} s", close)
+            late = error_response(408, f"the body did not arrive within {self.timeout_s:g} s", close)
+            return await late(scope, receive, send)
         whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
         async def replay():
@@ -144,65 +141,48 @@ class BodyLimits:
         await self.app(scope, replay, send)
 
 
-def close_silent_connections(header_timeout_s: float) -> None:
-    """Close a connection whose request headers are not complete ``header_timeout_s`` after it opened or its
-    previous response ended (nginx's ``client_header_timeout``): idle and slowloris connections.
+def tune_connections(header_timeout_s: float, drain_s: float) -> None:
+    """Two connection rules uvicorn (which BentoML runs) lacks, set on its httptools protocol (the one used
+    when httptools is installed, as here); no BentoML or uvicorn setting reaches either:
 
-    Uvicorn, which BentoML runs, times out only the wait between requests, and restarts even that on every
-    byte, so a silent connection held a file descriptor forever. No BentoML or uvicorn setting reaches it;
-    this arms a timer in uvicorn's httptools protocol (the one used when httptools is installed, as here).
+    - a connection whose request headers are not complete ``header_timeout_s`` after it opened or its
+      previous response ended is closed (nginx's ``client_header_timeout``). Uvicorn times out only the
+      wait between requests, and restarts even that on every byte, so idle and slowloris connections held
+      a file descriptor forever;
+    - after SIGTERM an idle keep-alive connection stays open for ``drain_s``: a request sent on it meanwhile
+      is answered with ``Connection: close``. Uvicorn closed it at once, so such a request met a closed
+      connection, and a client or load balancer could not tell whether it was handled.
     """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
 
-    if getattr(Protocol, "header_timeout_s", None) is not None:
-        Protocol.header_timeout_s = header_timeout_s
+    already = hasattr(Protocol, "header_timeout_s")
+    Protocol.header_timeout_s, Protocol.drain_s = header_timeout_s, drain_s
+    if already:
         return
-    connection_made, message_begin, headers_complete = (
-        Protocol.connection_made,
-        Protocol.on_message_begin,
-        Protocol.on_headers_complete,
-    )
+    connection_made, message_begin = Protocol.connection_made, Protocol.on_message_begin
+    headers_complete, shutdown = Protocol.on_headers_complete, Protocol.shutdown
 
-    def arm(protocol) -> None:
+    def arm_header_deadline(protocol) -> None:
         if deadline := getattr(protocol, "header_deadline", None):
             deadline.cancel()
         protocol.header_deadline = protocol.loop.call_later(protocol.header_timeout_s, protocol.transport.close)
 
+    def idle(protocol) -> bool:
+        return protocol.cycle is None or protocol.cycle.response_complete
+
     def on_connection_made(self, transport) -> None:
         connection_made(self, transport)
-        arm(self)
+        arm_header_deadline(self)
 
     def on_message_begin(self) -> None:
         message_begin(self)
-        arm(self)
+        arm_header_deadline(self)
 
     def on_headers_complete(self) -> None:
         self.header_deadline.cancel()
         headers_complete(self)
-
-    Protocol.header_timeout_s = header_timeout_s
-    Protocol.connection_made, Protocol.on_message_begin = on_connection_made, on_message_begin
-    Protocol.on_headers_complete = on_headers_complete
-
-
-def answer_requests_on_kept_alive_connections(drain_s: float) -> None:
-    """After SIGTERM, keep idle keep-alive connections open for ``drain_s``: a request a client sends on one
-    meanwhile is answered (with ``Connection: close``), and the connection closes after its response or at
-    the end of the drain.
-
-    Uvicorn closes idle connections the moment shutdown starts, so a request sent on one at that moment met a
-    closed connection: a client or load balancer cannot tell whether it was handled, and does not retry a
-    POST. No BentoML or uvicorn setting reaches it; this wraps uvicorn's httptools protocol.
-    """
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
-
-    if getattr(Protocol, "drain_s", None) is not None:
-        Protocol.drain_s = drain_s
-        return
-    shutdown, headers_complete = Protocol.shutdown, Protocol.on_headers_complete
-
-    def idle(protocol) -> bool:
-        return protocol.cycle is None or protocol.cycle.response_complete
+        if getattr(self, "draining", False):
+            self.cycle.keep_alive = False  # answered, then closed
 
     def drain(self) -> None:
         if not idle(self):
@@ -210,13 +190,8 @@ def answer_requests_on_kept_alive_connections(drain_s: float) -> None:
         self.draining = True
         self.loop.call_later(self.drain_s, lambda: idle(self) and self.transport.close())
 
-    def on_headers_complete(self) -> None:
-        headers_complete(self)
-        if getattr(self, "draining", False):
-            self.cycle.keep_alive = False  # answered, then closed
-
-    Protocol.drain_s = drain_s
-    Protocol.shutdown, Protocol.on_headers_complete = drain, on_headers_complete
+    Protocol.connection_made, Protocol.on_message_begin = on_connection_made, on_message_begin
+    Protocol.on_headers_complete, Protocol.shutdown = on_headers_complete, drain
 
 
 def count_only_known_paths(paths: Iterable[str]) -> None:
