@@ -23,7 +23,7 @@ from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
 from tweet_sentiment.feedback import FeedbackStore
-from tweet_sentiment.home import Pages
+from tweet_sentiment.home import pages
 from tweet_sentiment.language import detect_language, language_warning
 from tweet_sentiment.registry import resolve_model
 from tweet_sentiment.schemas import (
@@ -99,6 +99,10 @@ feedback_total = bentoml.metrics.Counter(
 )
 
 
+PAGES = pages(SERVED, model_card=bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", ""))
+
+
+@bentoml.asgi_app(PAGES, path="/")  # /, /readme, /model-card, /docs
 @bentoml.service(
     workers=args.workers,
     traffic={"timeout": 30},
@@ -249,8 +253,6 @@ class TweetSentiment:
 TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_seconds)
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
-card = bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", "")
-TweetSentiment.add_asgi_middleware(Pages, served=SERVED, model_card=card)  # /, /readme, /model-card, /docs
 # A report gives the true label or says whether the prediction was wrong: exactly one, not null (else 400).
 TRUE_LABEL_OR_WRONG = [
     {"required": ["true_label"], "properties": {"true_label": {"type": "string"}}},
@@ -258,7 +260,12 @@ TRUE_LABEL_OR_WRONG = [
 ]
 document_the_api_as_it_answers({"/feedback": {"oneOf": TRUE_LABEL_OR_WRONG}})
 count_only_known_paths(
-    [*HEALTH_PATHS, *(api.route for api in TweetSentiment.apis.values()), *Pages.PATHS, "/docs.json"]
+    [
+        *HEALTH_PATHS,
+        *(api.route for api in TweetSentiment.apis.values()),
+        *(route.path for route in PAGES.routes),
+        "/docs.json",
+    ]
 )
 if token := config.feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback
     TweetSentiment.add_asgi_middleware(RequireToken, token=token.get_secret_value(), paths=frozenset({"/feedback"}))

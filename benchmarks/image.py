@@ -3,7 +3,7 @@
     python -m benchmarks.image                              # the LSTM's champion (bentofile.yaml's default)
     python -m benchmarks.image --model-tag tweet-minilm@champion
 
-Builds the Bento of the model, containerizes it (benchmarks.containers: a private dockerd where no engine
+Builds the Bento of the model, containerizes it (tests.containers: a private dockerd where no engine
 runs), runs it three times on fresh volumes and writes benchmarks/results/IMAGE.md.
 """
 
@@ -16,7 +16,8 @@ from datetime import date
 
 import httpx
 
-from benchmarks.containers import (
+from benchmarks.run import RESULTS
+from tests.containers import (
     build,
     containerize,
     docker,
@@ -26,7 +27,6 @@ from benchmarks.containers import (
     running_container,
     worker_rss_mib,
 )
-from benchmarks.run import RESULTS
 from tweet_sentiment.data import load_airline
 
 RUNS = 3

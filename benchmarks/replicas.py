@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from benchmarks.servers import answers_200, free_port, running_server, server_process
+from tests.servers import answers_200, free_port, running_server, server_process
 
 NGINX = """
 worker_processes 1;

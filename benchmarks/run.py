@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from benchmarks import model_only
-from benchmarks.servers import running_mlflow_server, running_server
+from tests.servers import running_mlflow_server, running_server
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.registry import ModelNotFound, resolve_model
 

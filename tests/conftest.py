@@ -88,7 +88,7 @@ def postgres():
     import shutil
     import subprocess
 
-    from benchmarks.servers import free_port
+    from tests.servers import free_port
 
     found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
     if not found:
@@ -149,7 +149,7 @@ def smtp():
     """A real SMTP server on loopback (aiosmtpd); yields its inbox and the settings that reach it."""
     from aiosmtpd.controller import Controller
 
-    from benchmarks.servers import free_port
+    from tests.servers import free_port
     from tweet_sentiment.alerting import SMTPSettings
 
     inbox = Inbox()

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import yaml
 
-from benchmarks.containers import build
-from benchmarks.servers import running_server
+from tests.containers import build
+from tests.servers import running_server
 from tweet_sentiment.config import ROOT, settings
 
 

@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 
-from benchmarks.servers import running_server, server_process
+from tests.servers import running_server, server_process
 from tweet_sentiment.dependencies import Dependency
 
 TWEET = "the crew was lovely"

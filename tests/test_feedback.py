@@ -198,7 +198,7 @@ def test_two_servers_on_postgresql_store_every_feedback_and_send_one_email(train
     """Two `bentoml serve` processes (as two replicas would) share one PostgreSQL database."""
     import httpx
 
-    from benchmarks.servers import running_server
+    from tests.servers import running_server
 
     env, url, inbox = shared_servers_env
     tag = f"model_tag={trained['logreg'].bento_tag}"

@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from benchmarks.servers import running_server, server_process
+from tests.servers import running_server, server_process
 from tweet_sentiment.serving import METRICS_DIR_PREFIX, remove_dead_servers_metrics
 
 TWEET = "the crew was lovely"

@@ -14,7 +14,7 @@ import uuid
 import httpx
 import pytest
 
-from benchmarks.containers import (
+from tests.containers import (
     STATE,
     build,
     containerize,

@@ -177,7 +177,7 @@ def test_a_body_that_is_not_json_is_a_415_not_a_500(http, content_type):
 
 
 def test_feedback_needs_the_token_when_one_is_set(trained, tmp_path):
-    from benchmarks.servers import running_server
+    from tests.servers import running_server
 
     env = {**os.environ, "TWEETS_FEEDBACK_TOKEN": "s3cret", "TWEETS_FEEDBACK_DB": str(tmp_path / "feedback.db")}
     with running_server(f"model_tag={trained['logreg'].bento_tag}", env=env) as url:
@@ -189,7 +189,7 @@ def test_feedback_needs_the_token_when_one_is_set(trained, tmp_path):
 
 
 def test_servers_on_one_host_report_their_own_metrics(trained):
-    from benchmarks.servers import running_server
+    from tests.servers import running_server
 
     lstm, logreg = trained["lstm"], trained["logreg"]
     with (

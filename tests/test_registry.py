@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from benchmarks.servers import running_server
+from tests.servers import running_server
 from train.__main__ import main as train_main
 from tweet_sentiment.data import load_airline
 from tweet_sentiment.registry import (

@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ import bentoml
 import httpx
 import pytest
 
-from benchmarks.servers import running_server
+from tests.servers import running_server
 from tweet_sentiment.config import ROOT
 
 TWEET = "@SouthwestAir best crew ever, thank you!"
@@ -233,13 +234,16 @@ def test_home_page_presents_the_service_and_its_model(http, trained):
     readme = http.get("/readme").text
     for anchor in ("serving", "model-lifecycle", "settings"):
         assert f"href='/readme#{anchor}'" in text and f"id='{anchor}'" in readme
-    assert "swagger" in http.get("/docs").text.lower()
+    # Swagger at /docs, from the assets BentoML serves, reading this service's document.
+    swagger = http.get("/docs").text
+    assets = re.findall(r'(?:src|href)="(/static_content/[^"]+)"', swagger)
+    assert len(assets) == 2 and all(http.get(asset).status_code == 200 for asset in assets)
+    assert '"/docs.json"' in swagger
 
 
 def test_home_page_examples_work(http):
     """Every example on the page, sent as it is written there, gets a 200."""
     import json
-    import re
     from html import unescape
 
     page = unescape(http.get("/").text)

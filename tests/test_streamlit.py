@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from benchmarks.servers import free_port, running_server
+from tests.servers import free_port, running_server
 from tweet_sentiment.config import ROOT
 
 APP = str(ROOT / "streamlit_app.py")

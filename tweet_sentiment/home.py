@@ -1,6 +1,7 @@
 """The service's own pages: ``/`` says what it is, which model answers and how to call it; ``/readme``
-is the README, so the home page's section links work from source and from a built Bento alike.
-BentoML's Swagger page moves to ``/docs``.
+is the README, so the home page's section links work from source and from a built Bento alike;
+``/model-card`` the served model's card; ``/docs`` the Swagger page. A Starlette app that service.py mounts
+with ``@bentoml.asgi_app`` at ``/``: BentoML gives mounted routes precedence over its own index page.
 """
 
 import html
@@ -8,6 +9,10 @@ import json
 import re
 
 from markdown_it import MarkdownIt  # markdown-it-py, already installed with BentoML (through rich)
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.config import ROOT
@@ -79,28 +84,30 @@ def markdown_page(title: str, markdown: str) -> str:
     return f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
 
 
-class Pages:
-    """ASGI middleware: GET / is the home page, GET /readme the README, GET /model-card the served model's card,
-    GET /docs BentoML's Swagger page."""
+# Swagger UI from the assets BentoML serves at /static_content, reading the service's OpenAPI document.
+SWAGGER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Tweet sentiment: API reference</title>
+<link rel="stylesheet" href="/static_content/swagger-ui.css"></head><body><div id="swagger-ui"></div>
+<script src="/static_content/swagger-ui-bundle.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/docs.json", dom_id: "#swagger-ui", deepLinking: true})</script>
+</body></html>"""
 
-    PATHS = ("/", "/readme", "/model-card", "/docs")
 
-    def __init__(self, app, served: ServedModel, model_card: str) -> None:
-        self.app, self.served, self.readme = app, served, readme_page()
-        card = model_card or f"# {served.label}\n\nThis version was trained before model cards were written."
-        self.card = markdown_page(f"Model card: {served.label}", card)
+def pages(served: ServedModel, model_card: str) -> Starlette:
+    """GET / (the home page), /readme, /model-card (the served model's card) and /docs (Swagger)."""
+    readme = readme_page()
+    card = markdown_page(
+        f"Model card: {served.label}",
+        model_card or f"# {served.label}\n\nThis version was trained before model cards were written.",
+    )
 
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in self.PATHS:
-            return await self.app(scope, receive, send)
-        if scope["path"] == "/docs":
-            return await self.app({**scope, "path": "/", "raw_path": b"/"}, receive, send)
-        host = dict(scope["headers"]).get(b"host", b"localhost:3000").decode("latin-1")
-        if scope["path"] == "/":
-            page = home_page(self.served, host)
-        else:
-            page = self.card if scope["path"] == "/model-card" else self.readme
-        body = page.encode()
-        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+    def home(request: Request) -> HTMLResponse:
+        return HTMLResponse(home_page(served, request.headers.get("host", "localhost:3000")))
+
+    return Starlette(
+        routes=[
+            Route("/", home),
+            Route("/readme", lambda _: HTMLResponse(readme)),
+            Route("/model-card", lambda _: HTMLResponse(card)),
+            Route("/docs", lambda _: HTMLResponse(SWAGGER_PAGE)),
+        ]
+    )

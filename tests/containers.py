@@ -20,7 +20,7 @@ from pathlib import Path
 
 import bentoml
 
-from benchmarks.servers import answers_200, free_port
+from tests.servers import answers_200, free_port
 from tweet_sentiment.config import ROOT
 
 BASE_IMAGE = "python:3.11-slim"  # bentofile.yaml's docker.base_image
