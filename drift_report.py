@@ -8,28 +8,17 @@ Writes drift_report.html and drift_summary.json (into --out, default ./drift) an
 
 import argparse
 import logging
-import re
 import sys
-from datetime import datetime, timedelta
 from pathlib import Path
 
 from tweet_sentiment import drift
-
-UNITS = {"m": "minutes", "h": "hours", "d": "days"}
-
-
-def since(value: str) -> datetime:
-    """``30m``, ``24h``, ``7d`` ago, or an ISO date-time."""
-    if match := re.fullmatch(r"(\d+)([mhd])", value):
-        return datetime.now() - timedelta(**{UNITS[match[2]]: int(match[1])})
-    return datetime.fromisoformat(value)
 
 
 def main(argv: list[str] | None = None) -> drift.DriftReport:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-dir", type=Path, help="folder of the data.*.log files (default: the service's)")
     parser.add_argument("--model", help="served model label, e.g. tweet-lstm/3@champion (default: the last one)")
-    parser.add_argument("--since", type=since, help="window start: 30m, 24h, 7d, or an ISO date-time")
+    parser.add_argument("--since", type=drift.parse_since, help="window start: 30m, 24h, 7d, or an ISO date-time")
     parser.add_argument("--out", type=Path, default=Path("drift"), help="folder for the HTML and JSON")
     parser.add_argument("--log-mlflow", action="store_true", help="record the report as an MLflow run")
     args = parser.parse_args(argv)

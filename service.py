@@ -6,6 +6,7 @@ Serve the LSTM's champion (default), or any model by MLflow alias or BentoML tag
     bentoml serve --arg model_tag=tweet-minilm@champion   # any registered model and alias
     bentoml serve --arg model_tag=tweet-logreg:latest     # or a BentoML tag
     bentoml serve --arg batching=false --arg access_log=true
+    bentoml serve --arg challenger=tweet-lstm@challenger     # scored in shadow: the champion answers alone
 
 Users report wrong predictions to /feedback; more than 3 within 3 minutes sends one e-mail.
 """
@@ -22,16 +23,17 @@ from sqlalchemy.exc import DBAPIError
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
-from tweet_sentiment.feedback import FeedbackStore
+from tweet_sentiment.feedback import FeedbackStore, truth_of
 from tweet_sentiment.home import pages
 from tweet_sentiment.language import detect_language, language_warning
-from tweet_sentiment.registry import resolve_model
+from tweet_sentiment.registry import ModelNotFound, resolve_model
 from tweet_sentiment.schemas import (
     FeedbackReceipt,
     IdempotencyKey,
     Label,
     ModelName,
     Prediction,
+    PredictionId,
     Predictions,
     ServedModelInfo,
     Status,
@@ -57,11 +59,13 @@ from tweet_sentiment.serving import (
     tune_gc_for_serving,
     unbatched,
 )
+from tweet_sentiment.shadow import PredictionIds, Shadow
 from tweet_sentiment.telemetry import configure_azure_monitor
 
 
 class ServiceArgs(BaseModel):
     model_tag: str = "tweet-lstm@champion"  # an MLflow alias (name@alias) or a BentoML tag (name:version)
+    challenger: str | None = None  # any model spec, scored in shadow on the same tweets (tweet_sentiment/shadow.py)
     batching: bool = True
     max_batch_size: int = 64  # tweets per model call when batching
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
@@ -81,6 +85,17 @@ log_client_errors_in_one_line()
 tune_connections(config.header_timeout_seconds, config.drain_seconds)
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
+try:
+    CHALLENGER = resolve_model(args.challenger) if args.challenger else None
+except ModelNotFound as error:
+    raise ModelNotFound(f"the challenger {args.challenger!r} cannot be served: {error}") from None
+
+
+def load_predict_proba(model: bentoml.Model):
+    """The logged pyfunc's own Python model's predict: the request types have already validated the tweets, so
+    MLflow's input-schema check (a DataFrame round trip a call, docs/serving.md) is not paid again."""
+    return bentoml.mlflow.load_model(model).unwrap_python_model().predict
+
 
 predictions_total = bentoml.metrics.Counter(
     name="tweet_predictions_total",
@@ -112,13 +127,19 @@ PAGES = pages(SERVED, model_card=bentoml.models.get(SERVED.bento_tag).info.metad
 )
 class TweetSentiment:
     bento_model = bentoml.models.BentoModel(SERVED.bento_tag)
+    challenger_model = bentoml.models.BentoModel(CHALLENGER.bento_tag) if CHALLENGER else None
 
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
-        # The logged pyfunc's own Python model: the request types have already validated the tweets, so
-        # MLflow's input-schema check (a DataFrame round trip a call, docs/serving.md) is not paid again.
-        self.predict_proba = bentoml.mlflow.load_model(self.bento_model).unwrap_python_model().predict
+        self.predict_proba = load_predict_proba(self.bento_model)
         self.model_label = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer, log and metric
+        self.prediction_ids = PredictionIds()
+        self.shadow = None
+        if CHALLENGER:
+            predict = load_predict_proba(self.challenger_model)
+            predict(EXAMPLE_TWEETS[:2])  # warm, as the champion below
+            self.shadow = Shadow(predict, CHALLENGER.label, self._log, capacity=config.shadow_queue_calls)
+            self.shadow.start()
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())
         self.alerts.start()
@@ -140,30 +161,49 @@ class TweetSentiment:
     def __is_ready__(self) -> bool:
         return self.ready
 
+    @bentoml.on_shutdown
+    def stop(self) -> None:
+        """The challenger scores and logs what is queued; the alert sender finishes what it is sending."""
+        if self.shadow:
+            self.shadow.stop()
+        self.alerts.stop()
+
     def _predict(self, tweets: list[str]) -> list[Prediction]:
         model_batch_size.observe(len(tweets))
+        ids = self.prediction_ids.take(len(tweets))
         probs = self.predict_proba(tweets)
         languages = [detect_language(tweet) for tweet in tweets]
         predictions = [
             Prediction(
+                id=prediction_id,
                 label=LABELS[int(p >= 0.5)],
                 prob_positive=p,
                 model=self.model_label,
                 language=language,
                 warning=language_warning(language),
             )
-            for p, language in zip(probs, languages, strict=True)
+            for prediction_id, p, language in zip(ids, probs, languages, strict=True)
         ]
-        # Inputs and outputs, for the drift report: one record per model call, the tweets and their
-        # probabilities as lists (a record per tweet cost ~9 us a tweet). Raw text goes in as "categorical":
-        # BentoML's monitor knows no text type and would log a warning for one.
-        with bentoml.monitor(PREDICTION_LOG) as monitor:
-            monitor.log(tweets, name="tweets", role="feature", data_type="categorical")
-            monitor.log(probs, name="probs_positive", role="prediction", data_type="numerical")
-            monitor.log(self.model_label, name="model", role="feature", data_type="categorical")
+        if self.shadow is None or not self.shadow.offer(ids, tweets, probs):
+            self._log(ids, tweets, probs, None)  # with a challenger, its thread logs the call once it scored it
         for label, count in Counter(prediction.label for prediction in predictions).items():
             predictions_total.labels(label=label, model=self.model_label).inc(count)
         return predictions
+
+    def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs) -> None:
+        """One prediction-log record per model call (drift report, live comparison): the ids, tweets and
+        probabilities as lists (a record per tweet cost ~9 us a tweet), and the challenger's when one is served.
+        Raw text goes in as "categorical": BentoML's monitor knows no text type and would warn of one."""
+        with bentoml.monitor(PREDICTION_LOG) as monitor:
+            monitor.log(ids, name="ids", role="feature", data_type="categorical")
+            monitor.log(tweets, name="tweets", role="feature", data_type="categorical")
+            monitor.log(probs, name="probs_positive", role="prediction", data_type="numerical")
+            monitor.log(self.model_label, name="model", role="feature", data_type="categorical")
+            if self.shadow:
+                monitor.log(
+                    challenger_probs, name="challenger_probs_positive", role="prediction", data_type="numerical"
+                )
+                monitor.log(self.shadow.label, name="challenger", role="feature", data_type="categorical")
 
     @bentoml.api
     async def predict(self, tweet: Tweet) -> Prediction:
@@ -190,17 +230,18 @@ class TweetSentiment:
         wrong: bool | None = None,
         model: ModelName | None = None,
         idempotency_key: IdempotencyKey | None = None,
+        prediction_id: PredictionId | None = None,
     ) -> FeedbackReceipt:
-        """Report on a prediction: give its true label, or say whether it was `wrong`, not both. Stored
-        durably; with an `idempotency_key`, a retry stores nothing twice. 503 with Retry-After while the
-        store is down."""
+        """Report on a prediction: give its true label, or say whether it was `wrong`, not both; name the
+        answer's `id` as `prediction_id` where you have it. Stored durably; with an `idempotency_key`, a retry
+        stores nothing twice. 503 with Retry-After while the store is down."""
         if (true_label is None) == (wrong is None):
             return error_response(400, "give true_label, or wrong (true/false): one of them")
         is_wrong = wrong if true_label is None else true_label != predicted_label
         model = model or self.model_label
         store = self.feedback_store
         try:
-            feedback_id = store.add(tweet, predicted_label, true_label, is_wrong, model, idempotency_key)
+            feedback_id = store.add(tweet, predicted_label, true_label, is_wrong, model, idempotency_key, prediction_id)
             state = store.evaluate()
         except DBAPIError as error:  # the database is down: the client retries (safely with a key)
             store.health.failed(error)
@@ -210,6 +251,8 @@ class TweetSentiment:
         feedback_total.labels(
             verdict="wrong" if is_wrong else "right", model=self.model_label if model == self.model_label else "other"
         ).inc()
+        if self.shadow and model == self.model_label:
+            self.shadow.judge(prediction_id, tweet, truth_of(predicted_label, true_label, is_wrong))
         if state.opened_now:
             self.alerts.wake()  # the e-mail goes out from the sender thread, never in this request
         return FeedbackReceipt(
@@ -246,6 +289,7 @@ class TweetSentiment:
             alert_threshold=self.feedback_store.rule.threshold,
             alert_window_seconds=self.feedback_store.rule.window_seconds,
             degraded=degraded,
+            shadow=self.shadow.status() if self.shadow else None,
         )
 
 

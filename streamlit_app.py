@@ -52,6 +52,7 @@ if prediction:
             "predicted_label": prediction["label"],
             "wrong": said_wrong,
             "model": prediction["model"],
+            "prediction_id": prediction["id"],
         }
         receipt = call("feedback", body)
         status = call("status", {})  # the alert state after this feedback
@@ -72,3 +73,13 @@ with st.sidebar:  # last, so it shows the alert state after any feedback just se
             f"No alert: {status['wrong_in_window']} of at most {status['alert_threshold']} wrong reports "
             f"in {minutes:g} minutes"
         )
+    if shadow := status.get("shadow"):
+        st.subheader("Challenger in shadow")
+        st.write(f"`{shadow['challenger']}` scored {shadow['scored']} tweets ({shadow['skipped']} skipped)")
+        if shadow["agreement"] is not None:
+            st.write(f"Same label as the champion: {shadow['agreement']:.0%}")
+        if shadow["labelled"]:
+            st.write(
+                f"On {shadow['labelled']} labelled tweets: champion {shadow['champion_accuracy']:.0%}, "
+                f"challenger {shadow['challenger_accuracy']:.0%} right"
+            )

@@ -122,7 +122,7 @@ def test_log_reading_skips_corrupted_lines_and_filters_model_and_time(tmp_path):
     log = drift.read_prediction_log(tmp_path)
     assert (log.files, len(log.rows), len(log.bad_lines)) == (2, 65, 3)
     assert log.bad_lines[0].startswith("data.1.log:3: JSONDecodeError")
-    assert log.bad_lines[2].startswith("data.1.log:5: ValueError: tweets and probs_positive are not lists")
+    assert log.bad_lines[2].startswith("data.1.log:5: ValueError: tweets, probs_positive, ids and challenger")
     rows, model = drift.window(log, None, None)
     assert model == "tweet-logreg/2" and len(rows) == 5  # the last to answer
     rows, _ = drift.window(log, "tweet-lstm/1", datetime(2026, 11, 1, 0, 0, 30))

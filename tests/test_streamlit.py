@@ -20,7 +20,8 @@ APP = str(ROOT / "streamlit_app.py")
 def service_url(trained, tmp_path_factory):
     # Its own feedback database: alerts opened by other tests must not show on this page.
     env = {**os.environ, "TWEETS_FEEDBACK_DB": str(tmp_path_factory.mktemp("streamlit") / "feedback.db")}
-    with running_server(f"model_tag={trained['logreg'].bento_tag}", env=env) as url:
+    args = (f"model_tag={trained['logreg'].bento_tag}", f"challenger={trained['lstm'].bento_tag}")
+    with running_server(*args, env=env) as url:
         yield url
 
 
@@ -46,6 +47,9 @@ def test_predict_then_report_wrong_sends_feedback(app, trained):
     wrong = next(b for b in app.button if b.label == "Wrong")
     wrong.click().run()
     assert any("feedback #" in info.value for info in app.info)
+    # The challenger scored the tweet in shadow; the feedback named the answer's id, so it counts for both.
+    sidebar = " ".join(m.value for m in app.sidebar.markdown)
+    assert trained["lstm"].label() in sidebar and "On 1 labelled tweets" in sidebar
 
 
 def test_refused_tweet_is_explained(app):

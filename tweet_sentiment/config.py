@@ -65,6 +65,14 @@ class Settings(BaseSettings):
     smtp_starttls: bool = _env("SMTP_STARTTLS", False, "upgrade the connection with STARTTLS")
     alert_email_from: str = _env("ALERT_EMAIL_FROM", "tweet-sentiment@localhost", "alert sender")
     alert_email_to: str = _env("ALERT_EMAIL_TO", "", "comma-separated alert recipients")
+    # Champion and challenger (docs/lifecycle.md, Champion and challenger on live traffic)
+    shadow_queue_calls: int = _env(
+        "TWEETS_SHADOW_QUEUE", 64, "model calls waiting for the challenger; past it they are skipped, and counted"
+    )
+    live_min_labelled: int = _env(
+        "TWEETS_LIVE_MIN_LABELLED", 200, "promote --if-better-live needs this many labelled tweets..."
+    )
+    live_alpha: float = _env("TWEETS_LIVE_ALPHA", 0.05, "...and McNemar's test significant at this level")
     # Telemetry and the Streamlit page
     applicationinsights_connection_string: SecretStr | None = _env(
         "APPLICATIONINSIGHTS_CONNECTION_STRING", None, "export traces and logs to Azure Application Insights"

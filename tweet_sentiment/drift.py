@@ -1,10 +1,11 @@
 """Drift: the tweets a server answered, and its answers, against the served model's own data.
 
 The current window comes from the service's ``bentoml.monitor`` log (JSON lines, one per model
-call: tweets, probs_positive, model, timestamp). The reference is what the model's training run logged: its
-held-out test split with the model's probabilities (``predictions_test.json``; same distribution as
-the training split, and the only part on which probabilities and unknown words are honest) and the
-token counts of its training split (``training_vocabulary.tsv``).
+call: ids, tweets, probs_positive, model, timestamp; and a challenger's probabilities where one is served).
+The reference is what the model's training run logged: its held-out test split with the model's
+probabilities (``predictions_test.json``; same distribution as the training split, and the only part on
+which probabilities and unknown words are honest) and the token counts of its training split
+(``training_vocabulary.tsv``).
 
 Each feature gets a population stability index (PSI) on fixed bins, the usual verdict thresholds
 (< 0.1 stable, < 0.25 watch, else drift), and a two-sample test from SciPy for information.
@@ -14,9 +15,10 @@ import base64
 import io
 import json
 import logging
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -49,26 +51,41 @@ class Reference:
     vocabulary: frozenset[str]  # the tokens the model knows
 
 
+LOG_COLUMNS = ["id", "tweet", "prob_positive", "model", "challenger", "challenger_prob", "timestamp"]
+
+
 @dataclass
 class ServedLog:
-    rows: pd.DataFrame  # tweet, prob_positive, model, timestamp
+    rows: pd.DataFrame  # LOG_COLUMNS: challenger and challenger_prob are None where none scored the tweet
     files: int = 0
     bad_lines: list[str] = field(default_factory=list)  # "file:line: why", for the report
 
 
 def _served_rows(record: dict) -> list[dict]:
-    """The tweets of one log record: a model call (``tweets``, ``probs_positive`` lists), or one tweet
-    (``tweet``, ``prob_positive``: the service's records before it logged per call)."""
+    """The tweets of one log record: a model call (``tweets``, ``probs_positive`` lists; ``ids`` and a
+    challenger's ``challenger_probs_positive`` where logged), or one tweet (``tweet``, ``prob_positive``:
+    the service's records before it logged per call)."""
     if "tweets" in record:
         tweets, probs = record["tweets"], record["probs_positive"]
-        if not isinstance(tweets, list) or not isinstance(probs, list) or len(tweets) != len(probs):
-            raise ValueError("tweets and probs_positive are not lists of one length")
     else:
         tweets, probs = [record["tweet"]], [record["prob_positive"]]
+    ids = record.get("ids") or [None] * len(tweets)
+    theirs = record.get("challenger_probs_positive") or [None] * len(tweets)
+    if not all(isinstance(column, list) and len(column) == len(tweets) for column in (probs, ids, theirs)):
+        raise ValueError("tweets, probs_positive, ids and challenger_probs_positive are not lists of one length")
     model, timestamp = str(record.get("model", "")), pd.Timestamp(record["timestamp"])
+    challenger = record.get("challenger") if record.get("challenger_probs_positive") else None
     return [
-        {"tweet": str(tweet), "prob_positive": float(prob), "model": model, "timestamp": timestamp}
-        for tweet, prob in zip(tweets, probs, strict=True)
+        {
+            "id": prediction_id,
+            "tweet": str(tweet),
+            "prob_positive": float(prob),
+            "model": model,
+            "challenger": challenger,
+            "challenger_prob": None if their is None else float(their),
+            "timestamp": timestamp,
+        }
+        for prediction_id, tweet, prob, their in zip(ids, tweets, probs, theirs, strict=True)
     ]
 
 
@@ -92,8 +109,18 @@ def read_prediction_log(folder: Path | None = None) -> ServedLog:
                 bad.append(f"{path.name}:{number}: {type(error).__name__}: {error}")
     if bad:
         log.warning("skipped %d unreadable line(s) of the prediction log, first: %s", len(bad), bad[0])
-    rows = pd.DataFrame(records, columns=["tweet", "prob_positive", "model", "timestamp"])
+    rows = pd.DataFrame(records, columns=LOG_COLUMNS)
     return ServedLog(rows.sort_values("timestamp", kind="stable").reset_index(drop=True), len(files), bad)
+
+
+UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_since(value: str) -> datetime:
+    """``30m``, ``24h``, ``7d`` ago, or an ISO date-time (the server's local time, as the log's timestamps)."""
+    if match := re.fullmatch(r"(\d+)([mhd])", value):
+        return datetime.now() - timedelta(**{UNITS[match[2]]: int(match[1])})
+    return datetime.fromisoformat(value)
 
 
 def window(served: ServedLog, model: str | None, since: datetime | None) -> tuple[pd.DataFrame, str]:

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 IDEMPOTENCY_KEY_CHARS = 100
+PREDICTION_ID_CHARS = 64
 
 metadata = MetaData()
 feedback_table = Table(
@@ -58,6 +59,8 @@ feedback_table = Table(
     Column("true_label", String(16)),
     Column("wrong", Boolean, nullable=False),
     Column("model", String(200)),
+    # The answer reported on (its `id`): joins the report to both models' answers in the prediction log.
+    Column("prediction_id", String(PREDICTION_ID_CHARS), index=True),
     # A client's key for this report: a retry after a lost answer finds the row instead of adding one.
     Column("idempotency_key", String(IDEMPOTENCY_KEY_CHARS), unique=True),
 )
@@ -122,6 +125,13 @@ def add_missing_columns(engine: Engine) -> None:
                 raise
 
 
+def truth_of(predicted_label: str, given: str | None, wrong: bool) -> str:
+    """A report's true label: the one given, else the predicted one, flipped when reported wrong."""
+    if given:
+        return given
+    return {"positive": "negative", "negative": "positive"}[predicted_label] if wrong else predicted_label
+
+
 def _open_incident_id(db) -> int | None:
     return db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
 
@@ -165,6 +175,7 @@ class FeedbackStore:
         wrong: bool,
         model: str | None,
         idempotency_key: str | None = None,
+        prediction_id: str | None = None,
     ) -> int:
         """Store a report; returns its id. A report whose ``idempotency_key`` is stored already is not added
         again: the stored one's id is returned."""
@@ -179,6 +190,7 @@ class FeedbackStore:
             "wrong": wrong,
             "model": model,
             "idempotency_key": idempotency_key,
+            "prediction_id": prediction_id,
         }
         try:
             with self.engine.begin() as db:
@@ -288,20 +300,21 @@ class FeedbackStore:
                 .values(last_error=error, claimed_until=self.clock() + retry_in)
             )
 
-    def labelled(self) -> list[dict]:
-        """Every feedback as ``text``/``label`` (1 positive) rows, oldest first: the true label when given,
-        else the predicted label, flipped when reported wrong."""
+    def labelled(self, since: float | None = None) -> list[dict]:
+        """Every feedback (since a time) as ``text``/``label`` (1 positive) rows, oldest first, with when, on which
+        model's answer and on which prediction id."""
         query = select(feedback_table).order_by(feedback_table.c.created_at, feedback_table.c.id)
+        if since is not None:
+            query = query.where(feedback_table.c.created_at >= since)
         with self.engine.connect() as db:
             rows = db.execute(query).all()
-        flip = {"positive": "negative", "negative": "positive"}
         return [
             {
                 "text": row.tweet,
-                "label": int(
-                    (row.true_label or (flip[row.predicted_label] if row.wrong else row.predicted_label)) == "positive"
-                ),
+                "label": int(truth_of(row.predicted_label, row.true_label, row.wrong) == "positive"),
                 "created_at": row.created_at,
+                "model": row.model,
+                "prediction_id": row.prediction_id,
             }
             for row in rows
         ]

@@ -6,7 +6,7 @@ from bentoml.validators import ContentType
 from pydantic import BaseModel, Field, StringConstraints
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
-from tweet_sentiment.feedback import IDEMPOTENCY_KEY_CHARS
+from tweet_sentiment.feedback import IDEMPOTENCY_KEY_CHARS, PREDICTION_ID_CHARS
 
 MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
 MAX_TWEETS_PER_REQUEST = 256
@@ -36,12 +36,18 @@ IdempotencyKey = Annotated[
     StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_CHARS),
     Field(description="Any unique string of the client's (a UUID): a retry with the same key stores nothing twice"),
 ]
+PredictionId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PREDICTION_ID_CHARS),
+    Field(description="The `id` of the prediction reported on: joins the report to the answers of both models"),
+]
 ModelName = Annotated[
     str, StringConstraints(max_length=200), Field(description="The `model` of the prediction (default: this server's)")
 ]
 
 
 class Prediction(BaseModel):
+    id: str = Field(description="This answer's id: name it in /feedback (`prediction_id`)")
     label: Label
     prob_positive: float = Field(ge=0, le=1)
     model: str = Field(description="Registered model and version that answered, e.g. tweet-lstm/3@champion")
@@ -72,6 +78,20 @@ class ServedModelInfo(BaseModel):
     mlflow_run_id: str
 
 
+class ShadowStatus(BaseModel):
+    """The challenger scored in shadow, compared with the champion by this worker since it started."""
+
+    challenger: str = Field(description="Registered model and version of the challenger, e.g. tweet-lstm/4@challenger")
+    queued: int = Field(description="Champion model calls waiting for the challenger")
+    scored: int = Field(description="Tweets both models answered")
+    skipped: int = Field(description="Tweets the challenger skipped: its queue was full")
+    failed: int = Field(description="Tweets the challenger failed on")
+    agreement: float | None = Field(description="Share of scored tweets both models gave the same label")
+    labelled: int = Field(description="Scored tweets with labelled feedback")
+    champion_accuracy: float | None = Field(description="On those labelled tweets")
+    challenger_accuracy: float | None = Field(description="On the same labelled tweets")
+
+
 class Status(BaseModel):
     model: str
     served: ServedModelInfo
@@ -81,3 +101,4 @@ class Status(BaseModel):
     alert_threshold: int
     alert_window_seconds: float
     degraded: list[str] = Field(description="dependencies failing now: feedback_store, prediction_log")
+    shadow: ShadowStatus | None = Field(default=None, description="null when no challenger is served")
