@@ -138,7 +138,9 @@ class TweetSentiment:
         if CHALLENGER:
             predict = load_predict_proba(self.challenger_model)
             predict(EXAMPLE_TWEETS[:2])  # warm, as the champion below
-            self.shadow = Shadow(predict, CHALLENGER.label, self._log, capacity=config.shadow_queue_calls)
+            self.shadow = Shadow(
+                predict, CHALLENGER.label, self._log, config.shadow_queue_calls, config.shadow_cpu_share
+            )
             self.shadow.start()
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())

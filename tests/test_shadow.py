@@ -67,6 +67,17 @@ def test_a_full_challenger_queue_skips_and_counts_and_leaves_the_champion_alone(
     assert status.scored + status.skipped == len(TWEETS) and status.queued == 0
 
 
+def test_the_challenger_rests_in_proportion_to_its_work():
+    shadow = Shadow(lambda tweets: time.sleep(0.05) or [0.5] * len(tweets), "m/2", lambda *r: None, 8, cpu_share=0.25)
+    shadow.start()
+    start = time.perf_counter()
+    for i in range(4):
+        assert shadow.offer([f"a-{i}"], ["a tweet"], [0.5])
+    shadow.stop()
+    assert time.perf_counter() - start >= 0.9 * 4 * 0.05 / 0.25  # busy 0.2 s, so resting 0.6 s
+    assert shadow.status().scored == 4
+
+
 def test_feedback_is_judged_by_id_or_tweet_once_even_before_the_challenger_scored_it():
     go = threading.Event()
     records = []

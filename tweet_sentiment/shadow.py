@@ -2,8 +2,10 @@
 
 The champion answers every request alone. Each of its model calls is then queued for the challenger; a
 thread of the lowest CPU priority scores them and writes one prediction-log record per call holding, for
-each prediction id, both models' P(positive). The queue is bounded: when it is full, the call is logged with
-the champion's answers only and its tweets are counted as skipped, so the champion never waits.
+each prediction id, both models' P(positive). The thread is busy at most ``cpu_share`` of the time: after
+each call it rests in proportion, so under load (when a call takes longer, waiting for cores and for
+Python's lock) it scores fewer. The queue is bounded: when it is full, the call is logged with the
+champion's answers only and its tweets are counted as skipped, so the champion never waits for it.
 
 The server also compares the two live, since it started: the agreement of their labels on every scored
 tweet, and each model's accuracy on the tweets users labelled through /feedback (found by prediction id,
@@ -17,6 +19,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -80,9 +83,11 @@ class Shadow:
         label: str,
         write_record: WriteRecord,
         capacity: int,
+        cpu_share: float = 1.0,
         remember: int = 20_000,
     ) -> None:
         self.predict_proba, self.label, self.write_record = predict_proba, label, write_record
+        self.rest_per_busy_second = 1 / cpu_share - 1
         self.calls: queue.Queue = queue.Queue(capacity)
         self.remember = remember
         # Recent scored predictions, oldest first: id -> (tweet, champion P, challenger P); and a tweet's latest id.
@@ -117,17 +122,21 @@ class Shadow:
     def _run(self) -> None:
         lowest_cpu_priority()
         while (call := self.calls.get()) is not None:
-            ids, tweets, probs = call
-            try:
-                theirs = [float(p) for p in self.predict_proba(tweets)]
-            except Exception:
-                log.exception("the challenger %s failed on %d tweets; logged without its answers", self.label, len(ids))
-                self.tally.failed += len(ids)
-                shadow_tweets.labels(outcome="failed").inc(len(ids))
-                self.write_record(ids, tweets, probs, None)
-                continue
-            self.write_record(ids, tweets, probs, theirs)
-            self._remember(ids, tweets, probs, theirs)
+            start = time.perf_counter()
+            self._score(*call)
+            time.sleep((time.perf_counter() - start) * self.rest_per_busy_second)
+
+    def _score(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> None:
+        try:
+            theirs = [float(p) for p in self.predict_proba(tweets)]
+        except Exception:
+            log.exception("the challenger %s failed on %d tweets; logged without its answers", self.label, len(ids))
+            self.tally.failed += len(ids)
+            shadow_tweets.labels(outcome="failed").inc(len(ids))
+            self.write_record(ids, tweets, probs, None)
+            return
+        self.write_record(ids, tweets, probs, theirs)
+        self._remember(ids, tweets, probs, theirs)
 
     def _remember(self, ids: list[str], tweets: list[str], probs: Sequence[float], theirs: list[float]) -> None:
         agreed = sum(positive(p) == positive(q) for p, q in zip(probs, theirs, strict=True))
