@@ -11,6 +11,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.servers import running_server
+from train.__main__ import main as train_cli
 from tweet_sentiment import live
 from tweet_sentiment.data import load_airline
 from tweet_sentiment.drift import read_prediction_log
@@ -134,7 +135,9 @@ def test_decide_live_needs_the_evidence_it_states():
     assert not live.decide_live(pair(300, 25, 5), alpha=0.05, min_labelled=200).promoted  # worse
 
 
-def test_a_better_challenger_is_found_on_live_feedback_across_a_restart_and_promoted(trained, tmp_path, monkeypatch):
+def test_a_better_challenger_is_found_on_live_feedback_across_a_restart_and_promoted(
+    trained, tmp_path, monkeypatch, capsys
+):
     """Real servers: traffic with a challenger, a restart, then feedback naming answers from before it (by id,
     or by the tweet alone) where the challenger is known to be right; compare finds it, and it is promoted."""
     from train import logreg
@@ -174,6 +177,9 @@ def test_a_better_challenger_is_found_on_live_feedback_across_a_restart_and_prom
             assert httpx.post(f"{url}/feedback", json=body).status_code == 200
 
     [comparison] = live.compare(champion.name)
+    train_cli(["compare", champion.name, "--live", "--since", "1h"])
+    printed = capsys.readouterr().out
+    assert "on 300 tweets" in printed and f"only the challenger right: {disagreements}" in printed
     assert (comparison.labelled, comparison.challenger_right) == (300, 300)
     assert (comparison.only_challenger_right, comparison.only_champion_right) == (disagreements, 0)
     decision = live.promote_if_better_live(champion.name, challenger.version, min_labelled=200, by="tests")

@@ -75,46 +75,46 @@ class LiveComparison:
         return "\n".join(rows)
 
 
-def labelled_answers(since: datetime | None = None, log_folder: Path | None = None) -> pd.DataFrame:
-    """Shadow-scored predictions with labelled feedback, one row each: id, tweet, model, challenger,
-    prob_positive, challenger_prob, label (1 positive)."""
+def scored_answers(log_folder: Path | None = None) -> pd.DataFrame:
+    """The answers a challenger scored too, from the prediction log (drift.LOG_COLUMNS)."""
     rows = read_prediction_log(log_folder).rows
     rows = rows[rows["challenger_prob"].notna()]
+    return rows.assign(timestamp=rows["timestamp"].astype("datetime64[ns]"))
+
+
+def labelled_answers(scored: pd.DataFrame, since: datetime | None = None) -> pd.DataFrame:
+    """The ``scored`` answers with labelled feedback (since a time), one row each, with its ``label``
+    (1 positive): a report joins the answer whose id it names, else the latest answer to its tweet before it."""
     feedback = pd.DataFrame(
         FeedbackStore().labelled(since.timestamp() if since else None),
         columns=["text", "label", "created_at", "model", "prediction_id"],
     )
-    # The log's timestamps are the server's local time, naive.
-    feedback["timestamp"] = pd.to_datetime([datetime.fromtimestamp(t) for t in feedback["created_at"]])
-    feedback["timestamp"] = feedback["timestamp"].astype("datetime64[ns]")
-    rows = rows.assign(timestamp=rows["timestamp"].astype("datetime64[ns]"))
+    # As the log's timestamps: the local time, naive.
+    when = pd.to_datetime([datetime.fromtimestamp(t) for t in feedback["created_at"]])
+    feedback["timestamp"] = pd.Series(when, index=feedback.index, dtype="datetime64[ns]")
     named = feedback[feedback["prediction_id"].notna()]
-    by_id = named.merge(rows, left_on="prediction_id", right_on="id", suffixes=("_feedback", ""))
-    # A report naming no prediction: the latest answer to the same tweet before it.
-    unnamed = feedback[feedback["prediction_id"].isna()].sort_values("timestamp")
+    by_id = named.merge(scored, left_on="prediction_id", right_on="id", suffixes=("_feedback", ""))
     by_text = pd.merge_asof(
-        unnamed,
-        rows.dropna(subset=["id"]).sort_values("timestamp"),
+        feedback[feedback["prediction_id"].isna()].sort_values("timestamp"),
+        scored.sort_values("timestamp"),
         on="timestamp",
         left_by="text",
         right_by="tweet",
         direction="backward",
         suffixes=("_feedback", ""),
     ).dropna(subset=["id"])
-    joined = pd.concat([by_id, by_text]).sort_values("created_at", kind="stable").drop_duplicates("id", keep="last")
-    return joined[["id", "tweet", "model", "challenger", "prob_positive", "challenger_prob", "label"]]
+    joined = pd.concat([by_id, by_text]).sort_values("created_at", kind="stable")
+    return joined.drop_duplicates("id", keep="last")  # the latest report on an answer
 
 
 def compare(name: str, since: datetime | None = None, log_folder: Path | None = None) -> list[LiveComparison]:
     """Every (champion, challenger) pair that served ``name``'s answers in the window, most labelled first."""
-    scored = read_prediction_log(log_folder).rows
-    scored = scored[scored["challenger_prob"].notna()]
-    if since is not None:
-        scored = scored[scored["timestamp"] >= pd.Timestamp(since)]
+    scored = scored_answers(log_folder)
     scored = scored[[ModelSpec.parse(model).name == name for model in scored["model"]]]
-    answers = labelled_answers(since, log_folder)
+    answers = labelled_answers(scored, since)
+    window = scored if since is None else scored[scored["timestamp"] >= pd.Timestamp(since)]
     comparisons = []
-    for (champion, challenger), pair in scored.groupby(["model", "challenger"]):
+    for (champion, challenger), pair in window.groupby(["model", "challenger"]):
         labelled = answers[(answers["model"] == champion) & (answers["challenger"] == challenger)]
         truth = labelled["label"].to_numpy() == 1
         champion_right = (labelled["prob_positive"].to_numpy() >= 0.5) == truth
