@@ -14,6 +14,7 @@ Users report wrong predictions to /feedback; more than 3 within 3 minutes sends 
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import bentoml
 from bentoml.exceptions import ServiceUnavailable
@@ -59,7 +60,7 @@ from tweet_sentiment.serving import (
     tune_gc_for_serving,
     unbatched,
 )
-from tweet_sentiment.shadow import PredictionIds, Shadow
+from tweet_sentiment.shadow import PredictionIds, Shadow, load_model, pyfunc_path
 from tweet_sentiment.telemetry import configure_azure_monitor
 
 
@@ -89,12 +90,6 @@ try:
     CHALLENGER = resolve_model(args.challenger) if args.challenger else None
 except ModelNotFound as error:
     raise ModelNotFound(f"the challenger {args.challenger!r} cannot be served: {error}") from None
-
-
-def load_predict_proba(model: bentoml.Model):
-    """The logged pyfunc's own Python model's predict: the request types have already validated the tweets, so
-    MLflow's input-schema check (a DataFrame round trip a call, docs/serving.md) is not paid again."""
-    return bentoml.mlflow.load_model(model).unwrap_python_model().predict
 
 
 predictions_total = bentoml.metrics.Counter(
@@ -131,16 +126,13 @@ class TweetSentiment:
 
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
-        self.predict_proba = load_predict_proba(self.bento_model)
+        self.predict_proba = load_model(pyfunc_path(SERVED.bento_tag))
         self.model_label = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer, log and metric
         self.prediction_ids = PredictionIds()
         self.shadow = None
-        if CHALLENGER:
-            predict = load_predict_proba(self.challenger_model)
-            predict(EXAMPLE_TWEETS[:2])  # warm, as the champion below
-            self.shadow = Shadow(
-                predict, CHALLENGER.label, self._log, config.shadow_queue_calls, config.shadow_cpu_share
-            )
+        if CHALLENGER:  # in a process of its own (tweet_sentiment/shadow.py), loaded before /readyz says yes
+            load = partial(load_model, pyfunc_path(CHALLENGER.bento_tag))
+            self.shadow = Shadow(load, CHALLENGER.label, self._log, config.shadow_queue_calls)
             self.shadow.start()
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())

@@ -73,7 +73,8 @@ def native(tag: str) -> Predict:
     config = bentoml.mlflow.load_model(tag).model_config
     run_id = mlflow.MlflowClient().get_model_version(version.name, version.version).run_id
     folder = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="native_model"))
-    model = FAMILIES[config["family"]].native(folder, **config.get("predictor", {}))
+    settings = {k: v for k, v in config.get("predictor", {}).items() if k != "model_file"}  # the served file's
+    model = FAMILIES[config["family"]].native(folder, **settings)
     return lambda texts: model.predict_proba(clean_tweets(texts))
 
 

@@ -170,6 +170,10 @@ def measure(servers: list[Server], seconds: int, raw: Path) -> list[Result]:
     return results
 
 
+def save(results: list[Result], out: Path) -> None:
+    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
 def find(results: list[Result], server: str, users: int, user: str = "OneTweet") -> Result | None:
     return next((r for r in results if r.server == server and r.users == users and r.user == user), None)
 
@@ -376,7 +380,7 @@ def report(results: list[Result], rates: list[model_only.Rate], tags: dict[str, 
     ]
     path = out / "REPORT.md"
     path.write_text("\n".join(lines))
-    (out / "results.json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+    save(results, out)
     return path
 
 
@@ -421,6 +425,7 @@ def main(argv: list[str] | None = None) -> Path:
     else:
         servers = [s for s in plan(tags, lstm_uri, args.smoke) if not args.only or args.only in s.name]
         results = measure(servers, seconds, raw)
+        save(results, args.out)  # kept if what follows fails
     rates = model_only.measure(tags, 1 if args.smoke else 5)
     path = report(results, rates, tags, seconds, args.out)
     print(path.read_text())

@@ -69,9 +69,6 @@ class Settings(BaseSettings):
     shadow_queue_calls: int = _env(
         "TWEETS_SHADOW_QUEUE", 64, "model calls waiting for the challenger; past it they are skipped, and counted"
     )
-    shadow_cpu_share: float = _env(
-        "TWEETS_SHADOW_CPU_SHARE", 0.25, "the most of its time the challenger's thread is busy; it rests the rest"
-    )
     live_min_labelled: int = _env(
         "TWEETS_LIVE_MIN_LABELLED", 200, "promote --if-better-live needs this many labelled tweets..."
     )

@@ -1,11 +1,12 @@
 """Shadow scoring: a challenger scores the tweets the champion answered, off the request path.
 
-The champion answers every request alone. Each of its model calls is then queued for the challenger; a
-thread of the lowest CPU priority scores them and writes one prediction-log record per call holding, for
-each prediction id, both models' P(positive). The thread is busy at most ``cpu_share`` of the time: after
-each call it rests in proportion, so under load (when a call takes longer, waiting for cores and for
-Python's lock) it scores fewer. The queue is bounded: when it is full, the call is logged with the
-champion's answers only and its tweets are counted as skipped, so the champion never waits for it.
+The champion answers every request alone. Each of its model calls is then offered to the challenger, which
+runs in a process of its own at the lowest CPU priority (nice 19): the operating system gives the champion
+the cores whenever it wants them, and the two never share Python's interpreter lock (in a thread of the
+server, the challenger slowed the champion's requests as much with a cheap model as with an expensive one:
+docs/serving.md). Calls waiting for the challenger are bounded: one offered past the bound is
+logged with the champion's answers only and its tweets are counted as skipped, so the champion never waits.
+Each scored call is written to the prediction log once, with both models' P(positive) for each prediction id.
 
 The server also compares the two live, since it started: the agreement of their labels on every scored
 tweet, and each model's accuracy on the tweets users labelled through /feedback (found by prediction id,
@@ -15,6 +16,7 @@ the whole log and the feedback store, with intervals and a paired test (tweet_se
 
 import itertools
 import logging
+import multiprocessing
 import os
 import queue
 import secrets
@@ -74,69 +76,140 @@ class LiveTally:
     challenger_right: int = 0
 
 
+MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model keeps the MLflow model in a BentoML model
+
+
+def pyfunc_path(bento_tag: str) -> str:
+    """The folder of the MLflow model inside a model of the BentoML store (of a built Bento too)."""
+    return bentoml.models.get(bento_tag).path_of(MLFLOW_FOLDER)
+
+
+def load_model(path: str) -> PredictProba:
+    """The P(positive) function of a logged model: its pyfunc's own Python model (the request types have
+    already validated the tweets; MLflow's input-schema check, a DataFrame round trip a call, is not paid)."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(path).unwrap_python_model().predict
+
+
+def challenger_process(load: Callable[[], PredictProba], calls, answers) -> None:
+    """The challenger's process: load and warm the model, then answer ``(call id, tweets)`` with
+    ``(call id, P(positive) list, or the error's text)`` until it gets None."""
+    os.nice(19)
+    try:
+        predict = load()
+        predict(["warming up", "the challenger"])
+    except Exception as error:
+        answers.put(("failed", f"{type(error).__name__}: {error}"))
+        return
+    answers.put(("ready", None))
+    while (call := calls.get()) is not None:
+        call_id, tweets = call
+        try:
+            answers.put((call_id, [float(p) for p in predict(tweets)]))
+        except Exception as error:
+            answers.put((call_id, f"{type(error).__name__}: {error}"))
+    answers.put(None)
+
+
+class ChallengerFailed(RuntimeError):
+    """The challenger could not be loaded; the message says why."""
+
+
 class Shadow:
-    """The challenger of a server, scoring the champion's calls from a bounded queue in its own thread."""
+    """The challenger of a server: a process scoring the champion's calls, at most ``capacity`` waiting."""
 
     def __init__(
-        self,
-        predict_proba: PredictProba,
-        label: str,
-        write_record: WriteRecord,
-        capacity: int,
-        cpu_share: float = 1.0,
-        remember: int = 20_000,
+        self, load: Callable[[], PredictProba], label: str, write_record: WriteRecord, capacity: int, remember=20_000
     ) -> None:
-        self.predict_proba, self.label, self.write_record = predict_proba, label, write_record
-        self.rest_per_busy_second = 1 / cpu_share - 1
-        self.calls: queue.Queue = queue.Queue(capacity)
-        self.remember = remember
+        self.label, self.write_record, self.capacity, self.remember = label, write_record, capacity, remember
+        # spawn: a fresh interpreter, not a fork of a server with threads running
+        context = multiprocessing.get_context("spawn")
+        self.calls, self.answers = context.Queue(), context.Queue()
+        self.process = context.Process(target=challenger_process, args=(load, self.calls, self.answers), daemon=True)
+        self.call_ids = itertools.count()
+        self.waiting: dict[int, tuple[list[str], list[str], Sequence[float]]] = {}  # offered, not yet answered
         # Recent scored predictions, oldest first: id -> (tweet, champion P, challenger P); and a tweet's latest id.
-        self.answers: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
+        self.answers_by_id: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
         self.latest_id: dict[str, str] = {}
         # Labels that came for an id before the challenger scored it (id -> true label), judged once it has.
         self.early_labels: OrderedDict[str, str] = OrderedDict()
         self.lock = threading.Lock()
         self.tally = LiveTally()
-        self.thread = threading.Thread(target=self._run, name="shadow-scoring", daemon=True)
+        self.gone = False  # the challenger's process died: every call is answered and logged without it
+        self.collector = threading.Thread(target=self._collect, name="shadow-collector", daemon=True)
 
-    def start(self) -> None:
-        self.thread.start()
+    def start(self, timeout: float = 300) -> None:
+        """Start the challenger's process and return once it is loaded and warm; ChallengerFailed if it is not."""
+        self.process.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status, detail = self.answers.get(timeout=1)
+                break
+            except queue.Empty:
+                if not self.process.is_alive():
+                    detail = f"its process exited with code {self.process.exitcode}"
+                    raise ChallengerFailed(f"the challenger {self.label} failed to load: {detail}") from None
+                if time.monotonic() > deadline:
+                    raise ChallengerFailed(f"the challenger {self.label} did not load within {timeout:g} s") from None
+        if status != "ready":
+            raise ChallengerFailed(f"the challenger {self.label} failed to load: {detail}")
+        self.collector.start()
 
     def offer(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> bool:
-        """Queue a champion call for the challenger; False (and counted) when the queue is full."""
-        try:
-            self.calls.put_nowait((ids, tweets, probs))
-            return True
-        except queue.Full:
-            with self.lock:
-                self.tally.skipped += len(ids)
-            shadow_tweets.labels(outcome="skipped").inc(len(ids))
-            return False
+        """Send a champion call to the challenger; False (and counted) when ``capacity`` calls are waiting, or
+        the challenger is gone: the caller logs the call itself."""
+        with self.lock:
+            if self.gone or len(self.waiting) >= self.capacity:
+                outcome = "failed" if self.gone else "skipped"
+                setattr(self.tally, outcome, getattr(self.tally, outcome) + len(ids))
+                shadow_tweets.labels(outcome=outcome).inc(len(ids))
+                return False
+            call_id = next(self.call_ids)
+            self.waiting[call_id] = (ids, tweets, probs)
+        self.calls.put((call_id, tweets))
+        return True
 
     def stop(self, timeout: float = 30) -> None:
-        """Score what is queued, then end the thread (a server's shutdown: nothing queued is lost)."""
-        if self.thread.is_alive():
-            self.calls.put(None, timeout=timeout)
-            self.thread.join(timeout)
+        """Score and log what is waiting, then end the process (a server's shutdown: nothing offered is lost)."""
+        if self.process.is_alive():
+            self.calls.put(None)
+            self.collector.join(timeout)
+            self.process.join(timeout)
 
-    def _run(self) -> None:
-        lowest_cpu_priority()
-        while (call := self.calls.get()) is not None:
-            start = time.perf_counter()
-            self._score(*call)
-            time.sleep((time.perf_counter() - start) * self.rest_per_busy_second)
+    def _collect(self) -> None:
+        """Log each call the challenger answers; if its process dies, log what it held without it."""
+        while True:
+            try:
+                answer = self.answers.get(timeout=1)
+            except queue.Empty:
+                if self.process.is_alive():
+                    continue
+                answer = None
+                log.error("the challenger %s exited (code %s): answered without it", self.label, self.process.exitcode)
+                with self.lock:
+                    self.gone = True
+                    held, self.waiting = list(self.waiting.values()), {}
+                for call in held:
+                    self._log_alone(*call)
+            if answer is None:
+                return
+            call_id, theirs = answer
+            with self.lock:
+                ids, tweets, probs = self.waiting.pop(call_id)
+            if isinstance(theirs, str):
+                log.error("the challenger %s failed on %d tweets: %s", self.label, len(ids), theirs)
+                self._log_alone(ids, tweets, probs)
+            else:
+                self.write_record(ids, tweets, probs, theirs)
+                self._remember(ids, tweets, probs, theirs)
 
-    def _score(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> None:
-        try:
-            theirs = [float(p) for p in self.predict_proba(tweets)]
-        except Exception:
-            log.exception("the challenger %s failed on %d tweets; logged without its answers", self.label, len(ids))
-            self.tally.failed += len(ids)
-            shadow_tweets.labels(outcome="failed").inc(len(ids))
-            self.write_record(ids, tweets, probs, None)
-            return
-        self.write_record(ids, tweets, probs, theirs)
-        self._remember(ids, tweets, probs, theirs)
+    def _log_alone(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> None:
+        """A call the challenger did not score: logged with the champion's answers, its tweets counted failed."""
+        self.tally.failed += len(ids)
+        shadow_tweets.labels(outcome="failed").inc(len(ids))
+        self.write_record(ids, tweets, probs, None)
 
     def _remember(self, ids: list[str], tweets: list[str], probs: Sequence[float], theirs: list[float]) -> None:
         agreed = sum(positive(p) == positive(q) for p, q in zip(probs, theirs, strict=True))
@@ -146,10 +219,10 @@ class Shadow:
             self.tally.agreed += agreed
             self.tally.disagreed += len(ids) - agreed
             for prediction_id, tweet, p, q in zip(ids, tweets, probs, theirs, strict=True):
-                self.answers[prediction_id] = (tweet, float(p), q)
+                self.answers_by_id[prediction_id] = (tweet, float(p), q)
                 self.latest_id[tweet] = prediction_id
-            while len(self.answers) > self.remember:
-                old_id, (tweet, _, _) = self.answers.popitem(last=False)
+            while len(self.answers_by_id) > self.remember:
+                old_id, (tweet, _, _) = self.answers_by_id.popitem(last=False)
                 if self.latest_id.get(tweet) == old_id:
                     del self.latest_id[tweet]
             early = [(i, self.early_labels.pop(i)) for i in ids if i in self.early_labels]
@@ -161,7 +234,7 @@ class Shadow:
         scored = tally.agreed + tally.disagreed
         return ShadowStatus(
             challenger=self.label,
-            queued=self.calls.qsize(),
+            queued=len(self.waiting),
             scored=scored,
             skipped=tally.skipped,
             failed=tally.failed,
@@ -177,7 +250,7 @@ class Shadow:
         not scored yet: that one is judged when it has)."""
         with self.lock:
             prediction_id = prediction_id or self.latest_id.get(tweet)
-            answers = self.answers.pop(prediction_id, None) if prediction_id else None
+            answers = self.answers_by_id.pop(prediction_id, None) if prediction_id else None
             if answers is None:
                 if prediction_id:
                     self.early_labels[prediction_id] = true_label
@@ -194,12 +267,3 @@ class Shadow:
         for role, right in (("champion", champion_right), ("challenger", challenger_right)):
             live_feedback.labels(role=role, verdict="right" if right else "wrong").inc()
         return True
-
-
-def lowest_cpu_priority() -> None:
-    """Give the calling thread the lowest CPU priority (Linux: a thread's own nice value), so that the challenger
-    computes on cores the champion leaves idle. Elsewhere, the thread keeps the process's priority."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError) as error:
-        log.info("the shadow thread keeps the server's CPU priority: %s", error)
