@@ -1,12 +1,12 @@
 """Shadow scoring: a challenger scores the tweets the champion answered, off the request path.
 
 The champion answers every request alone. Each of its model calls is then offered to the challenger, which
-runs in a process of its own at the lowest CPU priority (nice 19): the operating system gives the champion
-the cores whenever it wants them, and the two never share Python's interpreter lock (in a thread of the
-server, the challenger slowed the champion's requests as much with a cheap model as with an expensive one:
-docs/serving.md). Calls waiting for the challenger are bounded: one offered past the bound is
-logged with the champion's answers only and its tweets are counted as skipped, so the champion never waits.
-Each scored call is written to the prediction log once, with both models' P(positive) for each prediction id.
+runs in a process of its own at the lowest CPU priority (Linux's SCHED_IDLE): the two never share Python's
+interpreter lock (in a thread of the server, the challenger slowed the champion's requests as much with a
+cheap model as with an expensive one: docs/serving.md). Calls waiting for the challenger are bounded: one
+offered past the bound is logged with the champion's answers only and its tweets are counted as skipped,
+so the champion never waits. Each scored call is written to the prediction log once, with both models'
+P(positive) for each prediction id.
 
 The server also compares the two live, since it started: the agreement of their labels on every scored
 tweet, and each model's accuracy on the tweets users labelled through /feedback (found by prediction id,
@@ -95,7 +95,10 @@ def load_model(path: str) -> PredictProba:
 def challenger_process(load: Callable[[], PredictProba], calls, answers) -> None:
     """The challenger's process: load and warm the model, then answer ``(call id, tweets)`` with
     ``(call id, P(positive) list, or the error's text)`` until it gets None."""
-    os.nice(19)
+    try:  # Linux: run only on a core nothing else wants, and give it up at once when something does
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # elsewhere: the lowest priority
+        os.nice(19)
     try:
         predict = load()
         predict(["warming up", "the challenger"])
