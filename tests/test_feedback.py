@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.feedback import AlertRule, FeedbackStore, connect
@@ -235,7 +235,7 @@ def test_concurrent_retries_with_one_key_store_one_row(database, clock):
     assert len(ids) == 1 and stores[0].counts() == {"feedback": 1, "wrong": 1}
 
 
-def test_a_store_made_before_idempotency_keys_gets_the_column(tmp_path):
+def test_a_store_made_before_idempotency_keys_and_prediction_ids_gets_the_columns(tmp_path):
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     with engine.begin() as db:  # the feedback table as the previous release created it
@@ -251,3 +251,7 @@ def test_a_store_made_before_idempotency_keys_gets_the_column(tmp_path):
     assert store.add("new", "positive", None, True, None, idempotency_key="k") == 2
     assert store.add("new", "positive", None, True, None, idempotency_key="k") == 2
     assert store.counts() == {"feedback": 2, "wrong": 1}
+    store.add("named", "negative", "negative", False, None, prediction_id="ab12-7")
+    assert [r["prediction_id"] for r in store.labelled()] == [None, None, "ab12-7"]
+    indexes = {index["name"] for index in inspect(store.engine).get_indexes("feedback")}
+    assert {"uq_feedback_idempotency_key", "ix_feedback_prediction_id"} <= indexes

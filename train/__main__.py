@@ -16,6 +16,7 @@ deployment) to serve a new champion.
 import argparse
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from tweet_sentiment import live
@@ -53,7 +54,7 @@ def manage(argv: list[str]) -> None:
     rollback_cmd = commands.add_parser("rollback", help="give the champion alias back to the previous champion")
     rollback_cmd.add_argument("name")
     for command in (promote_cmd, rollback_cmd):
-        command.add_argument("--reason", help="why: recorded on the version (needed but with --if-better-live)")
+        command.add_argument("--reason", help="why: recorded on the version (required, except with --if-better-live)")
         command.add_argument("--by", help="who (default: the user running this)")
     show_cmd = commands.add_parser("show", help="the model a tag or alias resolves to (exit 1 if none)")
     show_cmd.add_argument("spec", help="name@alias or a BentoML tag")
@@ -88,7 +89,7 @@ def manage(argv: list[str]) -> None:
         sys.exit(f"error: {error}")
 
 
-def compare_live(name: str, since, log_dir: Path | None) -> None:
+def compare_live(name: str, since: datetime | None, log_dir: Path | None) -> None:
     """Print and log to MLflow every champion-challenger pair of ``name`` in the window."""
     comparisons = live.compare(name, since, log_dir)
     if not comparisons:

@@ -120,6 +120,8 @@ def add_missing_columns(engine: Engine) -> None:
                 db.execute(text(f"ALTER TABLE {table} ADD COLUMN {column.name} {column.type}"))
                 if column.unique:
                     db.execute(text(f"CREATE UNIQUE INDEX uq_{table}_{column.name} ON {table} ({column.name})"))
+                elif column.index:  # named as create_all names it in a new store
+                    db.execute(text(f"CREATE INDEX ix_{table}_{column.name} ON {table} ({column.name})"))
         except DBAPIError:  # another replica, starting at the same moment, added it first
             if column.name not in {c["name"] for c in inspect(engine).get_columns(table)}:
                 raise
