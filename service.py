@@ -179,7 +179,7 @@ class TweetSentiment:
             for prediction_id, p, language in zip(ids, probs, languages, strict=True)
         ]
         if self.shadow is None or not self.shadow.offer(ids, tweets, probs):
-            self._log(ids, tweets, probs, None)  # with a challenger, its thread logs the call once it scored it
+            self._log(ids, tweets, probs, None)  # else the call is logged once the challenger has scored it
         for label, count in Counter(prediction.label for prediction in predictions).items():
             predictions_total.labels(label=label, model=self.model_label).inc(count)
         return predictions

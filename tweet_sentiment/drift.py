@@ -323,11 +323,12 @@ def load_reference(model: str) -> Reference:
 
 
 def log_to_mlflow(report: DriftReport, files: tuple[Path, Path]) -> str:
-    """Record the report as a run of the ``tweet-sentiment-monitoring`` experiment; returns the run id."""
+    """Record the report as a run of the monitoring experiment; returns the run id."""
     import mlflow
 
-    mlflow.set_tracking_uri(settings().tracking_uri)
-    mlflow.set_experiment("tweet-sentiment-monitoring")
+    from tweet_sentiment.tracking import setup_monitoring_mlflow
+
+    setup_monitoring_mlflow()
     with mlflow.start_run(run_name=f"drift {report.model}") as run:
         mlflow.set_tags({"model": report.model, "drift": str(report.drift).lower()})
         mlflow.log_params({"window_start": report.window_start, "window_end": report.window_end, "rows": report.rows})

@@ -29,10 +29,9 @@ from tweet_sentiment.config import settings
 from tweet_sentiment.drift import read_prediction_log
 from tweet_sentiment.feedback import FeedbackStore
 from tweet_sentiment.registry import Decision, ModelNotFound, ModelSpec, champion_version, promote
+from tweet_sentiment.tracking import setup_monitoring_mlflow
 
 log = logging.getLogger(__name__)
-
-EXPERIMENT = "tweet-sentiment-monitoring"
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,7 @@ def decide_live(comparison: LiveComparison, alpha: float, min_labelled: int) -> 
 
 def log_comparison(comparison: LiveComparison, since: datetime | None, decision: Decision | None = None) -> str:
     """Record a comparison as a run of the monitoring experiment; returns the run id."""
-    mlflow.set_tracking_uri(settings().tracking_uri)
-    mlflow.set_experiment(EXPERIMENT)
+    setup_monitoring_mlflow()
     with mlflow.start_run(run_name=f"live {comparison.champion} vs {comparison.challenger}") as run:
         mlflow.set_tags({"champion": comparison.champion, "challenger": comparison.challenger, "kind": "live"})
         mlflow.log_param("since", since.isoformat(timespec="seconds") if since else "all")

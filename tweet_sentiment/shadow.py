@@ -123,7 +123,12 @@ class Shadow:
     """The challenger of a server: a process scoring the champion's calls, at most ``capacity`` waiting."""
 
     def __init__(
-        self, load: Callable[[], PredictProba], label: str, write_record: WriteRecord, capacity: int, remember=20_000
+        self,
+        load: Callable[[], PredictProba],
+        label: str,
+        write_record: WriteRecord,
+        capacity: int,
+        remember: int = 20_000,
     ) -> None:
         self.label, self.write_record, self.capacity, self.remember = label, write_record, capacity, remember
         # spawn: a fresh interpreter, not a fork of a server with threads running
