@@ -47,3 +47,14 @@ def test_balanced_threshold_weighs_each_source_alike_whatever_its_size_and_class
     assert mean_balanced_accuracy(threshold) == pytest.approx(max(mean_balanced_accuracy(t) for t in np.unique(probs)))
     pooled = balanced_threshold(labels, probs)  # the many easy negatives let the cut slide under the hard ones
     assert pooled < threshold and mean_balanced_accuracy(pooled) < mean_balanced_accuracy(threshold) - 0.02
+
+
+def test_recentring_keeps_every_tweet_on_its_side_of_the_cut_and_its_rank():
+    from tweet_model.pyfunc import recentre
+
+    rng = np.random.default_rng(1)
+    probs = np.sort(np.concatenate([rng.uniform(0, 1, 2000), rng.uniform(0, 1, 2000).astype(np.float32)]))
+    for threshold in probs[::97]:  # cuts that are scores, as balanced_threshold picks them
+        moved = recentre(probs, float(threshold))
+        assert ((moved >= 0.5) == (probs >= threshold)).all()
+        assert np.all(np.diff(moved) >= 0)

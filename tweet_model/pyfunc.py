@@ -20,13 +20,16 @@ EXAMPLE_TWEETS = [
 
 
 def recentre(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """P(positive) shifted in log-odds so that ``threshold`` lands on 0.5, where every consumer cuts."""
+    """P(positive) shifted in log-odds so that ``threshold`` lands on 0.5, where every consumer cuts.
+
+    The shift is subtracted in log-odds, so a tweet exactly at the threshold gets exactly 0.5 (a ratio of odds
+    can round it to just under, and move it across the cut)."""
     probs = np.asarray(probs, dtype=np.float64)  # float32 would move tweets near the cut across it
     if threshold == 0.5:
         return probs
     probs = np.clip(probs, 1e-12, 1 - 1e-12)
-    odds = probs / (1 - probs) * ((1 - threshold) / threshold)
-    return odds / (1 + odds)
+    log_odds = np.log(probs) - np.log1p(-probs)
+    return 1 / (1 + np.exp(np.log(threshold) - np.log1p(-threshold) - log_odds))
 
 
 class TweetSentimentModel(mlflow.pyfunc.PythonModel):
