@@ -5,8 +5,8 @@ runs in a process of its own at the lowest CPU priority (Linux's SCHED_IDLE): th
 interpreter lock (in a thread of the server, the challenger slowed the champion's requests as much with a
 cheap model as with an expensive one: docs/serving.md). Calls waiting for the challenger are bounded: one
 offered past the bound is logged with the champion's answers only and its tweets are counted as skipped,
-so the champion never waits. Each scored call is written to the prediction log once, with both models'
-P(positive) for each prediction id.
+so the champion never waits. Each scored prediction is written to the prediction log once, with both
+models' P(positive) for its id.
 
 The server also compares the two live, since it started: the agreement of their labels on every scored
 tweet, and each model's accuracy on the tweets users labelled through /feedback (found by prediction id,
@@ -14,17 +14,20 @@ or by the tweet's text, among the recent ones it remembers). ``python -m train c
 the whole log and the feedback store, with intervals and a paired test (tweet_sentiment/live.py).
 """
 
+import atexit
+import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
-import queue
 import secrets
+import signal
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 import bentoml
 
@@ -92,9 +95,13 @@ def load_model(path: str) -> PredictProba:
     return mlflow.pyfunc.load_model(path).unwrap_python_model().predict
 
 
-def challenger_process(load: Callable[[], PredictProba], calls, answers) -> None:
-    """The challenger's process: load and warm the model, then answer ``(call id, tweets)`` with
-    ``(call id, P(positive) list, or the error's text)`` until it gets None."""
+def challenger_process(load: Callable[[], PredictProba], connection: Connection) -> None:
+    """The challenger's process: load and warm the model, then answer each list of tweets received with its
+    P(positive) list, or the error's text, until it receives None or the server is gone."""
+    # BentoML's process manager sends its stop signal to a worker's children too, and a Ctrl-C reaches the whole
+    # group: the server ends this process itself, once what is waiting is scored (Shadow.stop).
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, signal.SIG_IGN)
     try:  # Linux: run only on a core nothing else wants, and give it up at once when something does
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # elsewhere: the lowest priority
@@ -103,24 +110,46 @@ def challenger_process(load: Callable[[], PredictProba], calls, answers) -> None
         predict = load()
         predict(["warming up", "the challenger"])
     except Exception as error:
-        answers.put(("failed", f"{type(error).__name__}: {error}"))
+        connection.send(f"{type(error).__name__}: {error}")
         return
-    answers.put(("ready", None))
-    while (call := calls.get()) is not None:
-        call_id, tweets = call
-        try:
-            answers.put((call_id, [float(p) for p in predict(tweets)]))
-        except Exception as error:
-            answers.put((call_id, f"{type(error).__name__}: {error}"))
-    answers.put(None)
+    connection.send("ready")
+    with contextlib.suppress(EOFError, BrokenPipeError):  # the server died without a word
+        while (tweets := connection.recv()) is not None:
+            try:
+                answer: list[float] | str = [float(p) for p in predict(tweets)]
+            except Exception as error:
+                answer = f"{type(error).__name__}: {error}"
+            connection.send(answer)
 
 
 class ChallengerFailed(RuntimeError):
     """The challenger could not be loaded; the message says why."""
 
 
+@dataclass
+class Call:
+    """A champion's model call, as offered to the challenger."""
+
+    ids: list[str]
+    tweets: list[str]
+    probs: Sequence[float]
+
+    @classmethod
+    def merge(cls, calls: list["Call"]) -> "Call":
+        return cls(
+            [i for call in calls for i in call.ids],
+            [tweet for call in calls for tweet in call.tweets],
+            [float(p) for call in calls for p in call.probs],
+        )
+
+
 class Shadow:
-    """The challenger of a server: a process scoring the champion's calls, at most ``capacity`` waiting."""
+    """The challenger of a server: a process scoring the champion's calls, at most ``capacity`` waiting.
+
+    Offering a call only appends it to a list. One thread of the server sends what has gathered to the
+    challenger every ``tick`` seconds, as one message, and logs it with the answers as one record: per request,
+    the champion pays an append, not a message, a record or a thread woken to take the interpreter lock.
+    """
 
     def __init__(
         self,
@@ -129,14 +158,16 @@ class Shadow:
         write_record: WriteRecord,
         capacity: int,
         remember: int = 20_000,
+        tick: float = 0.1,
     ) -> None:
         self.label, self.write_record, self.capacity, self.remember = label, write_record, capacity, remember
+        self.tick = tick
         # spawn: a fresh interpreter, not a fork of a server with threads running
         context = multiprocessing.get_context("spawn")
-        self.calls, self.answers = context.Queue(), context.Queue()
-        self.process = context.Process(target=challenger_process, args=(load, self.calls, self.answers), daemon=True)
-        self.call_ids = itertools.count()
-        self.waiting: dict[int, tuple[list[str], list[str], Sequence[float]]] = {}  # offered, not yet answered
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=challenger_process, args=(load, theirs), daemon=True)
+        self.gathered: list[Call] = []  # offered, not yet sent
+        self.waiting = 0  # calls offered and not yet logged: gathered, or being scored
         # Recent scored predictions, oldest first: id -> (tweet, champion P, challenger P); and a tweet's latest id.
         self.answers_by_id: OrderedDict[str, tuple[str, float, float]] = OrderedDict()
         self.latest_id: dict[str, str] = {}
@@ -145,79 +176,94 @@ class Shadow:
         self.lock = threading.Lock()
         self.tally = LiveTally()
         self.gone = False  # the challenger's process died: every call is answered and logged without it
-        self.collector = threading.Thread(target=self._collect, name="shadow-collector", daemon=True)
+        self.stopping = threading.Event()
+        self.sender = threading.Thread(target=self._score_gathered, name="shadow-sender", daemon=True)
 
     def start(self, timeout: float = 300) -> None:
         """Start the challenger's process and return once it is loaded and warm; ChallengerFailed if it is not."""
         self.process.start()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                status, detail = self.answers.get(timeout=1)
-                break
-            except queue.Empty:
-                if not self.process.is_alive():
-                    detail = f"its process exited with code {self.process.exitcode}"
-                    raise ChallengerFailed(f"the challenger {self.label} failed to load: {detail}") from None
-                if time.monotonic() > deadline:
-                    raise ChallengerFailed(f"the challenger {self.label} did not load within {timeout:g} s") from None
+        try:
+            status = self._receive(timeout)
+        except ChallengerFailed as failed:
+            raise ChallengerFailed(f"the challenger {self.label} failed to load: {failed}") from None
         if status != "ready":
-            raise ChallengerFailed(f"the challenger {self.label} failed to load: {detail}")
-        self.collector.start()
+            raise ChallengerFailed(f"the challenger {self.label} failed to load: {status}")
+        self.sender.start()
+        atexit.register(self.stop)  # before multiprocessing's own exit handler joins the process
 
     def offer(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> bool:
-        """Send a champion call to the challenger; False (and counted) when ``capacity`` calls are waiting, or
+        """Give a champion call to the challenger; False (and counted) when ``capacity`` calls are waiting, or
         the challenger is gone: the caller logs the call itself."""
         with self.lock:
-            if self.gone or len(self.waiting) >= self.capacity:
+            if self.gone or self.waiting >= self.capacity:
                 outcome = "failed" if self.gone else "skipped"
                 setattr(self.tally, outcome, getattr(self.tally, outcome) + len(ids))
                 shadow_tweets.labels(outcome=outcome).inc(len(ids))
                 return False
-            call_id = next(self.call_ids)
-            self.waiting[call_id] = (ids, tweets, probs)
-        self.calls.put((call_id, tweets))
+            self.waiting += 1
+            self.gathered.append(Call(ids, tweets, probs))
         return True
 
     def stop(self, timeout: float = 30) -> None:
         """Score and log what is waiting, then end the process (a server's shutdown: nothing offered is lost)."""
-        if self.process.is_alive():
-            self.calls.put(None)
-            self.collector.join(timeout)
+        self.stopping.set()
+        if self.sender.is_alive():
+            self.sender.join(timeout)
+        if self.process.is_alive() and not self.sender.is_alive():  # one writer on the connection at a time
+            self.connection.send(None)
             self.process.join(timeout)
 
-    def _collect(self) -> None:
-        """Log each call the challenger answers; if its process dies, log what it held without it."""
-        while True:
-            try:
-                answer = self.answers.get(timeout=1)
-            except queue.Empty:
-                if self.process.is_alive():
-                    continue
-                answer = None
-                log.error("the challenger %s exited (code %s): answered without it", self.label, self.process.exitcode)
-                with self.lock:
-                    self.gone = True
-                    held, self.waiting = list(self.waiting.values()), {}
-                for call in held:
-                    self._log_alone(*call)
-            if answer is None:
-                return
-            call_id, theirs = answer
-            with self.lock:
-                ids, tweets, probs = self.waiting.pop(call_id)
-            if isinstance(theirs, str):
-                log.error("the challenger %s failed on %d tweets: %s", self.label, len(ids), theirs)
-                self._log_alone(ids, tweets, probs)
-            else:
-                self.write_record(ids, tweets, probs, theirs)
-                self._remember(ids, tweets, probs, theirs)
+    def _receive(self, timeout: float) -> object:
+        """The challenger's next message; ChallengerFailed if its process exits, or is silent for ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self.connection.poll(1):
+            if not self.process.is_alive():
+                raise ChallengerFailed(f"its process exited with code {self.process.exitcode}")
+            if time.monotonic() > deadline:
+                raise ChallengerFailed(f"it did not answer within {timeout:g} s")
+        try:
+            return self.connection.recv()
+        except EOFError:
+            raise ChallengerFailed("its process closed the connection") from None
 
-    def _log_alone(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> None:
+    def _score_gathered(self) -> None:
+        """Every tick, send the gathered calls to the challenger and log them with its answers, as one record;
+        if its process dies, log what it held without it."""
+        while True:
+            stopping = self.stopping.wait(self.tick)
+            with self.lock:
+                calls, self.gathered = self.gathered, []
+            if calls:
+                self._score(Call.merge(calls))
+                with self.lock:
+                    self.waiting -= len(calls)
+            elif stopping or self.gone:
+                return
+
+    def _score(self, call: Call) -> None:
+        if self.gone:
+            self._log_alone(call)
+            return
+        try:
+            self.connection.send(call.tweets)
+            theirs = self._receive(timeout=300)
+        except (ChallengerFailed, OSError) as error:
+            log.error("the challenger %s is gone (%s): answering without it", self.label, error)
+            self.gone = True
+            self._log_alone(call)
+            return
+        if isinstance(theirs, str):
+            log.error("the challenger %s failed on %d tweets: %s", self.label, len(call.ids), theirs)
+            self._log_alone(call)
+        else:
+            self.write_record(call.ids, call.tweets, call.probs, theirs)
+            self._remember(call.ids, call.tweets, call.probs, theirs)
+
+    def _log_alone(self, call: Call) -> None:
         """A call the challenger did not score: logged with the champion's answers, its tweets counted failed."""
-        self.tally.failed += len(ids)
-        shadow_tweets.labels(outcome="failed").inc(len(ids))
-        self.write_record(ids, tweets, probs, None)
+        self.tally.failed += len(call.ids)
+        shadow_tweets.labels(outcome="failed").inc(len(call.ids))
+        self.write_record(call.ids, call.tweets, call.probs, None)
 
     def _remember(self, ids: list[str], tweets: list[str], probs: Sequence[float], theirs: list[float]) -> None:
         agreed = sum(positive(p) == positive(q) for p, q in zip(probs, theirs, strict=True))
@@ -242,7 +288,7 @@ class Shadow:
         scored = tally.agreed + tally.disagreed
         return ShadowStatus(
             challenger=self.label,
-            queued=len(self.waiting),
+            queued=self.waiting,
             scored=scored,
             skipped=tally.skipped,
             failed=tally.failed,
