@@ -78,6 +78,24 @@ def test_a_challenger_that_cannot_be_loaded_stops_the_server_at_start(trained):
     )
 
 
+def dies_after_warm_up() -> PredictProba:
+    """A challenger whose process dies on its first call after the warm-up (a crash, an out-of-memory kill)."""
+    calls = itertools.count()
+    return lambda tweets: [0.5] * len(tweets) if next(calls) == 0 else os._exit(3)
+
+
+def test_a_challenger_that_dies_loses_no_answer_and_the_rest_are_logged_without_it():
+    records = []
+    shadow = Shadow(dies_after_warm_up, "m/2", lambda *r: records.append(r), capacity=4)
+    shadow.start()
+    assert shadow.offer(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3])
+    shadow.stop()  # the sender finds the process gone, and logs the call with the champion's answers only
+    assert records == [(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], None)]
+    assert not shadow.offer(["a-3"], ["late"], [0.6])  # gone: the caller logs it itself
+    status = shadow.status()
+    assert (status.failed, status.scored, status.queued) == (3, 0, 0)
+
+
 def test_feedback_is_judged_by_id_or_tweet_once_even_before_the_challenger_scored_it():
     go = multiprocessing.get_context("spawn").Event()
     records = []

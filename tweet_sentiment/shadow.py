@@ -257,7 +257,7 @@ class Shadow:
             self._log_alone(call)
         else:
             self.write_record(call.ids, call.tweets, call.probs, theirs)
-            self._remember(call.ids, call.tweets, call.probs, theirs)
+            self._remember(call, theirs)
 
     def _log_alone(self, call: Call) -> None:
         """A call the challenger did not score: logged with the champion's answers, its tweets counted failed."""
@@ -265,15 +265,16 @@ class Shadow:
         shadow_tweets.labels(outcome="failed").inc(len(call.ids))
         self.write_record(call.ids, call.tweets, call.probs, None)
 
-    def _remember(self, ids: list[str], tweets: list[str], probs: Sequence[float], theirs: list[float]) -> None:
-        agreed = sum(positive(p) == positive(q) for p, q in zip(probs, theirs, strict=True))
+    def _remember(self, call: Call, theirs: list[float]) -> None:
+        ids = call.ids
+        agreed = sum(positive(p) == positive(q) for p, q in zip(call.probs, theirs, strict=True))
         shadow_tweets.labels(outcome="agreed").inc(agreed)
         shadow_tweets.labels(outcome="disagreed").inc(len(ids) - agreed)
         with self.lock:
             self.tally.agreed += agreed
             self.tally.disagreed += len(ids) - agreed
-            for prediction_id, tweet, p, q in zip(ids, tweets, probs, theirs, strict=True):
-                self.answers_by_id[prediction_id] = (tweet, float(p), q)
+            for prediction_id, tweet, p, q in zip(ids, call.tweets, call.probs, theirs, strict=True):
+                self.answers_by_id[prediction_id] = (tweet, p, q)
                 self.latest_id[tweet] = prediction_id
             while len(self.answers_by_id) > self.remember:
                 old_id, (tweet, _, _) = self.answers_by_id.popitem(last=False)
