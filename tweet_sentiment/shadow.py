@@ -79,6 +79,7 @@ class LiveTally:
     challenger_right: int = 0
 
 
+ANSWER_TIMEOUT_S = 300  # a challenger silent this long, loading or scoring, is taken for gone
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model keeps the MLflow model in a BentoML model
 
 
@@ -179,7 +180,7 @@ class Shadow:
         self.stopping = threading.Event()
         self.sender = threading.Thread(target=self._score_gathered, name="shadow-sender", daemon=True)
 
-    def start(self, timeout: float = 300) -> None:
+    def start(self, timeout: float = ANSWER_TIMEOUT_S) -> None:
         """Start the challenger's process and return once it is loaded and warm; ChallengerFailed if it is not."""
         self.process.start()
         try:
@@ -196,9 +197,7 @@ class Shadow:
         the challenger is gone: the caller logs the call itself."""
         with self.lock:
             if self.gone or self.waiting >= self.capacity:
-                outcome = "failed" if self.gone else "skipped"
-                setattr(self.tally, outcome, getattr(self.tally, outcome) + len(ids))
-                shadow_tweets.labels(outcome=outcome).inc(len(ids))
+                self._count("failed" if self.gone else "skipped", len(ids))
                 return False
             self.waiting += 1
             self.gathered.append(Call(ids, tweets, probs))
@@ -246,7 +245,7 @@ class Shadow:
             return
         try:
             self.connection.send(call.tweets)
-            theirs = self._receive(timeout=300)
+            theirs = self._receive(ANSWER_TIMEOUT_S)
         except (ChallengerFailed, OSError) as error:
             log.error("the challenger %s is gone (%s): answering without it", self.label, error)
             self.gone = True
@@ -259,20 +258,23 @@ class Shadow:
             self.write_record(call.ids, call.tweets, call.probs, theirs)
             self._remember(call, theirs)
 
+    def _count(self, outcome: str, tweets: int) -> None:
+        """Add tweets to an outcome of this worker's tally and of the metric; the caller holds the lock."""
+        setattr(self.tally, outcome, getattr(self.tally, outcome) + tweets)
+        shadow_tweets.labels(outcome=outcome).inc(tweets)
+
     def _log_alone(self, call: Call) -> None:
         """A call the challenger did not score: logged with the champion's answers, its tweets counted failed."""
-        self.tally.failed += len(call.ids)
-        shadow_tweets.labels(outcome="failed").inc(len(call.ids))
+        with self.lock:
+            self._count("failed", len(call.ids))
         self.write_record(call.ids, call.tweets, call.probs, None)
 
     def _remember(self, call: Call, theirs: list[float]) -> None:
         ids = call.ids
         agreed = sum(positive(p) == positive(q) for p, q in zip(call.probs, theirs, strict=True))
-        shadow_tweets.labels(outcome="agreed").inc(agreed)
-        shadow_tweets.labels(outcome="disagreed").inc(len(ids) - agreed)
         with self.lock:
-            self.tally.agreed += agreed
-            self.tally.disagreed += len(ids) - agreed
+            self._count("agreed", agreed)
+            self._count("disagreed", len(ids) - agreed)
             for prediction_id, tweet, p, q in zip(ids, call.tweets, call.probs, theirs, strict=True):
                 self.answers_by_id[prediction_id] = (tweet, p, q)
                 self.latest_id[tweet] = prediction_id
