@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from benchmarks import model_only
 from tests.servers import running_mlflow_server, running_server
@@ -105,8 +106,11 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
     return servers
 
 
-def run_locust(url: str, user: str, users: int, seconds: int, prefix: Path) -> dict[str, float]:
-    """Run locust headless against url; return the aggregated row of its stats CSV."""
+def run_locust(
+    url: str, user: str, users: int, seconds: int, prefix: Path, latencies: Path | None = None
+) -> dict[str, float]:
+    """Run locust headless against url; return the aggregated row of its stats CSV. With ``latencies``, every
+    response time goes to that file and the percentiles are of those (locust's own are of rounded times)."""
     locust = subprocess.run(
         [
             sys.executable,
@@ -126,6 +130,7 @@ def run_locust(url: str, user: str, users: int, seconds: int, prefix: Path) -> d
             url,
             "--csv",
             str(prefix),
+            *(["--latencies-file", str(latencies)] if latencies else []),
             user,
         ],
         cwd=ROOT,
@@ -137,13 +142,15 @@ def run_locust(url: str, user: str, users: int, seconds: int, prefix: Path) -> d
         row = next(r for r in csv.DictReader(stats) if r["Name"] == "Aggregated")
     if row["Request Count"] == "0":
         raise RuntimeError(f"locust completed no request to {url} in {seconds} s:\n{locust.stderr.decode()[-3000:]}")
+    percentiles = {f"p{q}": float(row[f"{q}%"]) for q in (50, 95, 99)}
+    if latencies:
+        times = np.loadtxt(latencies, ndmin=2)[:, 1]
+        percentiles = {f"p{q}": float(np.percentile(times, q)) for q in (50, 95, 99)}
     return {
         "requests": int(row["Request Count"]),
         "failures": int(row["Failure Count"]),
         "rps": float(row["Requests/s"]),
-        "p50": float(row["50%"]),
-        "p95": float(row["95%"]),
-        "p99": float(row["99%"]),
+        **percentiles,
     }
 
 
