@@ -5,8 +5,9 @@
 Tweets are real airline tweets, of every length; users send requests back to back (no think time),
 so ``-u`` is the concurrency. FastHttpUser (geventhttpclient) costs a fraction of the CPU of the
 default HttpUser, which matters when locust shares the 2 cores with the server it measures.
-``--latencies-file PATH`` writes every request's start (s since the first) and response time (ms) to PATH
-at the end, one a line: locust's own percentiles are of times rounded to 2 significant digits.
+``--latencies-file PATH`` writes every request's start (s since the first), response time (ms) and whether
+it failed (1) to PATH at the end, one a line: locust's own percentiles are of times rounded to 2 significant
+digits, and its CSV misses the requests of the last moments.
 """
 
 import random
@@ -16,7 +17,7 @@ from locust import FastHttpUser, constant, events, task
 from tweet_sentiment.data import load_airline
 
 TWEETS = load_airline()["text"].tolist()
-latencies: list[tuple[float, float]] = []  # (start, response time ms)
+latencies: list[tuple[float, float, bool]] = []  # (start, response time ms, failed)
 
 
 @events.init_command_line_parser.add_listener
@@ -25,16 +26,16 @@ def _add_latencies_file(parser) -> None:
 
 
 @events.request.add_listener
-def _record_latency(start_time: float, response_time: float, **_) -> None:
-    latencies.append((start_time, response_time))
+def _record_latency(start_time: float, response_time: float, exception: Exception | None, **_) -> None:
+    latencies.append((start_time, response_time, exception is not None))
 
 
 @events.quitting.add_listener
 def _write_latencies(environment, **_) -> None:
     if path := environment.parsed_options.latencies_file:
-        first = min((start for start, _ in latencies), default=0)
+        first = min((start for start, _, _ in latencies), default=0)
         with open(path, "w") as file:
-            file.writelines(f"{start - first:.3f} {ms:.3f}\n" for start, ms in latencies)
+            file.writelines(f"{start - first:.3f} {ms:.3f} {failed:d}\n" for start, ms, failed in latencies)
 
 
 class TweetUser(FastHttpUser):

@@ -53,7 +53,7 @@ def run_block(
             for c in configurations[shift:] + configurations[:shift]:
                 times = folder / f"times-{len(runs)}.txt"
                 stats = run_locust(urls[c], "OneTweet", USERS, seconds, folder / str(len(runs)), times)
-                start, ms = np.loadtxt(times, ndmin=2).T
+                start, ms, _ = np.loadtxt(times, ndmin=2).T
                 runs.append(stats | {"challenger": c, "steady": ms[(start >= WARM_UP_S) & (start < seconds - 1)]})
                 print({k: v for k, v in runs[-1].items() if k != "steady"}, flush=True)
         statuses = {
@@ -71,7 +71,7 @@ def p99_ratio(runs: list[dict], challenger: str, rounds: np.ndarray) -> float:
     return p99[challenger] / p99[ALONE]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-tag", default="tweet-lstm@champion")
     parser.add_argument("--challengers", nargs="+", default=["tweet-lstm@champion", "tweet-logreg@champion"])
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8, help="per block")
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--out", type=Path, default=RESULTS / "SHADOW.md")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     configurations = [ALONE, *args.challengers]
     runs, shadow = [], {c: {"scored": 0, "skipped": 0} for c in args.challengers}
     with tempfile.TemporaryDirectory() as raw:
@@ -124,6 +124,7 @@ def main() -> None:
         )
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    return args.out
 
 
 if __name__ == "__main__":

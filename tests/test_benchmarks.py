@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from benchmarks import run
 
 
@@ -67,3 +69,33 @@ def test_lstm_flops_follow_the_exported_architecture(trained):
     per_step = model_only.lstm_flops_per_step(trained["lstm"].bento_tag)
     assert per_step == 2 * 4 * units * (glove_dim + units) * 2  # directions x gates x multiply-adds x 2
     assert model_only.peak_gflops() > 0
+
+
+def test_shadow_cost_compares_the_p99_of_the_same_rounds():
+    import numpy as np
+
+    from benchmarks import shadow
+
+    rng = np.random.default_rng(1)
+    rounds = [rng.exponential(50, 2_000) for _ in range(4)]
+    runs = [{"challenger": c, "steady": times * factor} for times in rounds for c, factor in (("none", 1), ("x", 1.2))]
+    assert shadow.p99_ratio(runs, "x", np.arange(4)) == pytest.approx(1.2)
+    # A round's runs stay together when the rounds are resampled: the ratio holds in any resample.
+    assert shadow.p99_ratio(runs, "x", np.array([3, 3, 0, 1])) == pytest.approx(1.2)
+
+
+@pytest.mark.slow
+def test_shadow_benchmark_measures_the_champion_alone_and_with_a_challenger(trained, tmp_path):
+    from benchmarks import shadow
+
+    lstm, logreg = trained["lstm"].bento_tag, trained["logreg"].bento_tag
+    out = str(tmp_path / "SHADOW.md")
+    one_short_round = ["--blocks", "1", "--rounds", "1", "--seconds", "6"]
+    report = shadow.main(["--model-tag", lstm, "--challengers", logreg, *one_short_round, "--out", out])
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in report.read_text().splitlines() if line[:2] == "| "}
+    alone, challenger = rows["none"], rows[logreg]
+    assert int(alone[1].replace(",", "")) > 50 and alone[2] == challenger[2] == "0"  # requests, failed
+    low, high = challenger[7].split(" to ")
+    assert float(low[:-1]) <= float(challenger[6].strip("*%")) <= float(high[:-1])  # the estimate in its interval
+    # Every request answered was scored in shadow too (the server may also answer some locust left at its stop).
+    assert challenger[9] == "0 |" and int(challenger[8].replace(",", "")) >= int(challenger[1].replace(",", ""))
