@@ -5,9 +5,8 @@
 Real `bentoml serve` servers of the LSTM's champion, one worker, alone or with a challenger scored in
 shadow, under 64 users sending one tweet a request back to back (locust, headless). A block starts one
 server per configuration, then loads them in turn, a short run each, for a few rounds, each round in a
-rotated order; each block starts fresh servers. This machine's speed drifts by a fifth over minutes:
-runs of a few seconds, taken in turn, put the same drift on every configuration, which runs of minutes
-apart do not.
+rotated order; each block starts fresh servers. The speed of shared cores drifts over minutes: short
+runs taken in turn put the same drift on every configuration, which long runs minutes apart do not.
 
 The p99 compared is that of every request a configuration answered over all the rounds (exact response
 times, not locust's rounded ones), with a 95% interval from resampling the rounds. After each block the
