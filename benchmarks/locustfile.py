@@ -25,9 +25,14 @@ def _add_latencies_file(parser) -> None:
     parser.add_argument("--latencies-file", default="", help="write each request's start and time here")
 
 
-@events.request.add_listener
 def _record_latency(start_time: float, response_time: float, exception: Exception | None, **_) -> None:
     latencies.append((start_time, response_time, exception is not None))
+
+
+@events.init.add_listener
+def _record_latencies_if_asked(environment, **_) -> None:
+    if environment.parsed_options and environment.parsed_options.latencies_file:
+        events.request.add_listener(_record_latency)
 
 
 @events.quitting.add_listener

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 from benchmarks import model_only
 from tests.servers import running_mlflow_server, running_server
@@ -109,8 +108,8 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
 def run_locust(
     url: str, user: str, users: int, seconds: int, prefix: Path, latencies: Path | None = None
 ) -> dict[str, float]:
-    """Run locust headless against url; return the aggregated row of its stats CSV. With ``latencies``, every
-    request goes to that file, and the figures are of those: exact times, every request counted."""
+    """Run locust headless against url; return the aggregated row of its stats CSV. With ``latencies``, locust
+    also writes every request to that file (locustfile.py): exact times, every request counted."""
     locust = subprocess.run(
         [
             sys.executable,
@@ -142,19 +141,13 @@ def run_locust(
         row = next(r for r in csv.DictReader(stats) if r["Name"] == "Aggregated")
     if row["Request Count"] == "0":
         raise RuntimeError(f"locust completed no request to {url} in {seconds} s:\n{locust.stderr.decode()[-3000:]}")
-    if latencies:
-        _, times, failed = np.loadtxt(latencies, ndmin=2).T
-        return {
-            "requests": len(times),
-            "failures": int(failed.sum()),
-            "rps": len(times) / seconds,
-            **{f"p{q}": float(np.percentile(times, q)) for q in (50, 95, 99)},
-        }
     return {
         "requests": int(row["Request Count"]),
         "failures": int(row["Failure Count"]),
         "rps": float(row["Requests/s"]),
-        **{f"p{q}": float(row[f"{q}%"]) for q in (50, 95, 99)},
+        "p50": float(row["50%"]),
+        "p95": float(row["95%"]),
+        "p99": float(row["99%"]),
     }
 
 

@@ -186,7 +186,7 @@ class Shadow:
         try:
             status = self._receive(timeout)
         except ChallengerFailed as failed:
-            raise ChallengerFailed(f"the challenger {self.label} failed to load: {failed}") from None
+            status = str(failed)
         if status != "ready":
             raise ChallengerFailed(f"the challenger {self.label} failed to load: {status}")
         self.sender.start()
