@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.run import RESULTS
-from tests.servers import running_server
+from tests.servers import leaves_no_process, running_server
 
 SLOW = 256
 # Each connection held costs the server a file descriptor: the flood holds as many as the machine's hard limit
@@ -140,4 +140,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with leaves_no_process():
+        main()

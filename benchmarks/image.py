@@ -27,6 +27,7 @@ from tests.containers import (
     running_container,
     worker_rss_mib,
 )
+from tests.servers import leaves_no_process
 from tweet_sentiment.data import load_airline
 
 RUNS = 3
@@ -101,4 +102,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with leaves_no_process():
+        main()

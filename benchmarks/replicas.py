@@ -12,13 +12,13 @@ it on tiny models.
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +27,15 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import answers_200, free_port, running_server, server_process
+from tests.servers import (
+    answers_200,
+    free_port,
+    kill_tree,
+    leaves_no_process,
+    refuses_connections,
+    running_server,
+    server_process,
+)
 
 NGINX = """
 worker_processes 1;
@@ -35,7 +43,7 @@ pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  log_format upstream '$msec|$upstream_addr|$status';
+  log_format upstream '$msec|$upstream_addr|$upstream_status|$status';
   access_log {folder}/access.log upstream;
   client_body_temp_path {folder}/body;
   proxy_temp_path {folder}/proxy;
@@ -89,6 +97,13 @@ def running_nginx(ports: list[int]) -> Iterator["Nginx"]:
 
 
 @dataclass
+class Route:
+    time: float
+    tries: list[tuple[str, str]]  # (upstream address, what it answered: nginx says 502 for a refused connection)
+    status: int  # the answer the client got
+
+
+@dataclass
 class Nginx:
     folder: Path
     port: int = field(default_factory=free_port)
@@ -97,13 +112,15 @@ class Nginx:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def routed(self) -> list[tuple[float, str, int]]:
-        """(time, upstream addresses tried, status) of every request, from the access log."""
-        rows = []
+    def routed(self) -> list[Route]:
+        """How nginx routed every request, from its access log."""
+        routes = []
         for line in (self.folder / "access.log").read_text().splitlines():
-            stamp, upstreams, status = line.split("|")  # upstreams: "a:1, b:2" when nginx tried the next one
-            rows.append((float(stamp), upstreams, int(status)))
-        return rows
+            # "a:1, b:2|502, 200" when nginx tried a, then passed the request on to b
+            stamp, upstreams, upstream_statuses, status = line.split("|")
+            tries = list(zip(upstreams.split(", "), upstream_statuses.split(", "), strict=True))
+            routes.append(Route(float(stamp), tries, int(status)))
+        return routes
 
 
 @dataclass
@@ -120,8 +137,11 @@ class Replica:
         self.stack.close()
 
     def kill(self) -> None:
-        """SIGKILL the server and its workers: what a crash or an OOM kill does."""
-        os.killpg(server_process(self.url).pid, signal.SIGKILL)
+        """SIGKILL the server and all its workers at once, as a crashed or OOM-killed container loses all its
+        processes; returns once its port refuses connections."""
+        kill_tree(server_process(self.url).pid)
+        if not refuses_connections(self.url):
+            raise RuntimeError(f"the killed replica's port {self.port} still accepts connections")
         self.stack.close()
 
 
@@ -203,7 +223,8 @@ class Figures:
 
     phases: dict[str, list[Answer]]  # the answers to requests started in each phase, in order
     feedback: list[tuple[int, int | None]]  # (status, stored id) of each report
-    tries_of_killed: int  # requests nginx sent to the killed replica after the kill
+    tries_of_killed: Counter[tuple[str, int]]  # requests nginx sent the killed replica after the kill, counted
+    # by (what the replica answered, what the client got)
     last_try_s: float  # seconds from the kill to the last of them
 
 
@@ -241,7 +262,13 @@ def run(
                 time.sleep(calm_s + FAIL_TIMEOUT_S)  # past nginx's fail_timeout: its retry of the dead one too
             address = f"127.0.0.1:{killed.port}"
             kill_time = marks["after a replica was killed"]
-            tries = [t for t, upstreams, _ in nginx.routed() if t >= kill_time and address in upstreams]
+            tries = [
+                (route.time, answered, route.status)
+                for route in nginx.routed()
+                if route.time >= kill_time
+                for upstream, answered in route.tries
+                if upstream == address
+            ]
     finally:
         for replica in replicas:
             replica.stop()
@@ -250,8 +277,8 @@ def run(
     return Figures(
         phases={name: load.between(start, end) for (name, start), end in zip(starts, ends, strict=True)},
         feedback=load.feedback,
-        tries_of_killed=len(tries),
-        last_try_s=max(tries, default=kill_time) - kill_time,
+        tries_of_killed=Counter((answered, status) for _, answered, status in tries),
+        last_try_s=max((t for t, _, _ in tries), default=kill_time) - kill_time,
     )
 
 
@@ -288,8 +315,16 @@ def main() -> None:
         "",
         f"Feedback sent through nginx meanwhile: {len(figures.feedback)} reports, "
         f"{sum(status == 200 for status, _ in figures.feedback)} acknowledged.",
-        f"After the SIGKILL nginx sent {figures.tries_of_killed:,} requests to the dead replica first (refused at "
-        f"once, each passed on to the live one), the last {figures.last_try_s:.1f} s after the kill.",
+        "The killed replica's server and workers were all SIGKILLed, and its port refused connections before "
+        f"the last phase began. nginx tried it for {figures.tries_of_killed.total():,} requests after the kill, "
+        f"the last {figures.last_try_s:.1f} s after it:",
+        "",
+        "| the dead replica answered | the client got | requests |",
+        "|---|---|---|",
+        *[
+            f"| {answered}{' (connection refused or cut)' if answered == '502' else ''} | {status} | {count:,} |"
+            for (answered, status), count in sorted(figures.tries_of_killed.items())
+        ],
         "",
     ]
     path = Path(__file__).parent / "results" / "REPLICAS.md"
@@ -298,4 +333,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with leaves_no_process():
+        main()

@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from benchmarks import model_only
-from tests.servers import running_mlflow_server, running_server
+from tests.servers import leaves_no_process, running_mlflow_server, running_server
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.registry import ModelNotFound, resolve_model
 
@@ -437,4 +437,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    with leaves_no_process():
+        main()

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from benchmarks.run import RESULTS, run_locust
-from tests.servers import running_server
+from tests.servers import leaves_no_process, running_server
 
 USERS = 64
 ALONE = "none"
@@ -132,4 +132,5 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    with leaves_no_process():
+        main()

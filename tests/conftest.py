@@ -1,11 +1,22 @@
-"""Isolated MLflow and BentoML stores, and tiny trained models shared by the whole session."""
+"""Isolated MLflow and BentoML stores, and tiny trained models shared by the whole session.
+
+Everything the session writes lives in one temporary folder, the temporary folder of every process it starts
+included (TMPDIR), removed at the end unless TWEETS_KEEP_TEST_HOME=1 asks to keep it for debugging. The
+session fails, naming them, if processes it started are still running when it ends.
+"""
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Before anything imports bentoml or mlflow: every store of the test session lives in a temp folder.
 _HOME = Path(tempfile.mkdtemp(prefix="tweet-sentiment-tests-"))
+_HOME.chmod(0o755)  # PostgreSQL runs as its own user, in a folder under it
+(_HOME / "tmp").mkdir(mode=0o1777)
+(_HOME / "tmp").chmod(0o1777)  # as /tmp: every user may create, only owners remove
+os.environ["TMPDIR"] = str(_HOME / "tmp")
+tempfile.tempdir = None  # gettempdir() reads TMPDIR again
 os.environ["BENTOML_HOME"] = str(_HOME / "bentoml")
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_HOME / 'mlflow.db'}"
 os.environ["TWEETS_ARTIFACT_DIR"] = str(_HOME / "mlruns")
@@ -19,7 +30,25 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_HOME / "prometheus")
 
 import pytest  # noqa: E402
 
+from tests.servers import leaves_no_process  # noqa: E402
+
 SAMPLE = 400  # tweets per tiny training run
+_no_process_left = leaves_no_process()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _no_process_left.__enter__()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Session fixtures are torn down by now: whatever the suite started must be gone."""
+    try:
+        _no_process_left.__exit__(None, None, None)
+    except RuntimeError as error:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"ERROR: {error}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if os.environ.get("TWEETS_KEEP_TEST_HOME") != "1":
+        shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +114,6 @@ def postgres():
     """
     import glob
     import itertools
-    import shutil
     import subprocess
 
     from tests.servers import free_port

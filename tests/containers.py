@@ -22,6 +22,7 @@ import bentoml
 
 from tests.servers import answers_200, free_port
 from tweet_sentiment.config import ROOT
+from tweet_sentiment.registry import image_labels
 
 BASE_IMAGE = "python:3.11-slim"  # bentofile.yaml's docker.base_image
 STATE = "/home/bentoml/state"  # the image's volume (deploy/bento.Dockerfile.j2)
@@ -152,7 +153,8 @@ def build(*args: str) -> bentoml.Bento:
 
 
 def containerize(bento_tag: str, image: str, env: dict[str, str]) -> str:
-    """``bentoml containerize`` the Bento into ``image``; the build reaches package indexes as this host does.
+    """``bentoml containerize`` the Bento into ``image``, labelled as `make image` labels it; the build reaches
+    package indexes as this host does.
 
     Run from the temporary folder: BentoML copies the Bento there first and refuses a Dockerfile
     template outside the current folder (as `make image` does too).
@@ -170,6 +172,7 @@ def containerize(bento_tag: str, image: str, env: dict[str, str]) -> str:
             image,
             "--opt",
             "network=host",
+            *(f"--opt=label={key}={value}" for key, value in image_labels(bento_tag).items()),
         ],
         cwd=tempfile.gettempdir(),
         env=env,

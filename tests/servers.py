@@ -1,10 +1,13 @@
 """Run real servers as subprocesses on free ports: the benchmarks and the tests use them.
 
 - ``running_server``: ``bentoml serve`` (this project's service, the echo reference, or a built Bento);
-- ``running_mlflow_server``: ``mlflow models serve``, what a user could run instead of this project.
+- ``running_mlflow_server``: ``mlflow models serve``, what a user could run instead of this project;
+- ``kill_tree``: SIGKILL a server and every process under it, as a crash or an OOM kill does;
+- ``leaves_no_process``: a run that fails, naming them, when processes it started outlive it.
 """
 
 import contextlib
+import ctypes
 import json
 import os
 import signal
@@ -18,6 +21,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import psutil
 
 from tweet_sentiment.config import ROOT, settings
 
@@ -96,19 +101,113 @@ def _serving(
                 time.sleep(0.5)
             yield url
         finally:
-            with contextlib.suppress(ProcessLookupError):  # already gone: the error above says why
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            _stop(process)
 
 
-def server_process(url: str):
-    """The `bentoml serve` process listening at ``url`` (a psutil.Process; its workers are its children)."""
-    import psutil
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM a server, as a process manager does; SIGKILL its whole tree if it has not exited in 30 s.
 
+    BentoML starts each worker in a session of its own, so neither signal to the server's process group
+    reaches the workers: the server stops them on SIGTERM, and a SIGKILL must name every descendant.
+    Raises RuntimeError naming any descendant still running after the server exited.
+    """
+    descendants = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        process.wait()
+    _, alive = psutil.wait_procs(descendants, timeout=10)
+    if alive:
+        names = describe(alive)
+        kill_tree(*(p.pid for p in alive))
+        raise RuntimeError(f"`{' '.join(process.args)}` exited and left {names} running (killed now)")
+
+
+def kill_tree(*pids: int) -> None:
+    """SIGKILL these processes and all their descendants at once, and wait until every one is gone."""
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            processes += [root, *root.children(recursive=True)]
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    alive = [p for p in alive if _running(p)]  # a zombie is dead; its parent reaps it
+    if alive:
+        raise RuntimeError(f"still running after SIGKILL: {describe(alive)}")
+
+
+def describe(processes: list[psutil.Process]) -> str:
+    """``pid 123 (python -m bentoml serve ...)`` for each process, as far as it can still be read."""
+    described = []
+    for process in processes:
+        try:
+            described.append(f"pid {process.pid} ({' '.join(process.cmdline())[:160]})")
+        except psutil.Error:
+            described.append(f"pid {process.pid}")
+    return ", ".join(described)
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@contextmanager
+def leaves_no_process() -> Iterator[None]:
+    """Fail, naming them, when processes started inside outlive the block (they are killed then).
+
+    On Linux this process becomes a child subreaper, so what its children leave when they exit (a server's
+    workers, a daemonized PostgreSQL) is re-parented to it rather than to init and stays in sight.
+    """
+    _become_subreaper()
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    running = [p for p in left if _running(p)]
+    names = describe(running)
+    if running:
+        kill_tree(*(p.pid for p in running))
+    for process in left:  # reap the zombies re-parented here
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(process.pid, os.WNOHANG)
+    if running:
+        raise RuntimeError(f"processes outlived the run (killed now): {names}")
+
+
+def _become_subreaper() -> None:
+    if sys.platform == "linux":
+        PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def refuses_connections(url: str, within: float = 10) -> bool:
+    """True once nothing accepts a TCP connection at ``url``'s port (trying for ``within`` seconds)."""
+    address = urllib.parse.urlsplit(url)
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection((address.hostname, address.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def server_process(url: str) -> psutil.Process:
+    """The `bentoml serve` process listening at ``url`` (its workers are its children)."""
     port = str(urllib.parse.urlsplit(url).port)
     [server] = [p for p in psutil.process_iter(["cmdline"]) if port in (p.info["cmdline"] or [])]
     return server

@@ -31,6 +31,31 @@ def test_workflow_tests_builds_checks_the_image_and_pushes_only_what_passed():
     assert order == sorted(order)  # built, checked by the image test, then pushed (a failed step stops the job)
 
 
+def test_the_published_image_packs_the_makefiles_default_recipe_checked_against_the_readme():
+    """One source for the recipe: the image job trains with `make train-lstm` as `make serve` does, overriding
+    nothing, and checks the champion against the README's results table before it builds and pushes."""
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    runs = [str(step.get("run", "")) for step in workflow["jobs"]["image"]["steps"]]
+    trains = [run for run in runs if "train" in run and "report" not in run]
+    assert [run.strip() for run in trains] == ["make train-lstm"], trains  # no `python -m train`, no LSTM_ARGS=...
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^serve: .*\n(.*\n)*?.*\$\(MAKE\) --no-print-directory train-lstm", makefile, re.M)
+    order = [
+        next(i for i, run in enumerate(runs) if command in run)
+        for command in ("make train-lstm", "python -m train.report --check tweet-lstm@champion", "make image", "push")
+    ]
+    assert order == sorted(order)
+
+
+def test_the_workflow_asks_for_the_least_permissions():
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    assert workflow["permissions"] == {"contents": "read"}
+    for name, job in workflow["jobs"].items():
+        pushes = any("docker push" in str(step.get("run", "")) for step in job["steps"])
+        expected = {"contents": "read", "packages": "write"} if pushes else None
+        assert job.get("permissions") == expected, name
+
+
 MANIFEST = ROOT / "deploy" / "kubernetes.yaml"
 
 

@@ -61,6 +61,10 @@ def volume(engine):
 def test_image_runs_as_non_root_with_a_healthcheck_and_a_state_volume(engine, image):
     config = json.loads(docker(engine, "image", "inspect", image))[0]["Config"]
     assert config["User"] == "bentoml"
+    # Labelled with what it packs: the registered version, and the MLflow run that trained it.
+    labels = config["Labels"]
+    assert re.fullmatch(r"tweet-lstm/\d+", labels["tweet-sentiment.model"]), labels
+    assert re.fullmatch(r"[0-9a-f]{32}", labels["tweet-sentiment.mlflow-run-id"]), labels
     assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
     assert STATE in config["Volumes"]
     assert config["Env"] and f"TWEETS_STATE_DIR={STATE}" in config["Env"]
