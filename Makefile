@@ -66,9 +66,11 @@ drift: install
 
 ## The Bento of MODEL_TAG and its image IMAGE. BentoML copies the Bento to the temporary folder and
 ## refuses a Dockerfile template outside the current folder: containerize runs from there.
+## The image is labelled with the registered version it packs and its MLflow run (docker image inspect).
 image: install
 	$(PY) -m bentoml build --arg model_tag=$(MODEL_TAG)
-	cd "$${TMPDIR:-/tmp}" && $(abspath $(PY)) -m bentoml containerize tweet-sentiment:latest -t $(IMAGE)
+	labels="$$($(PY) -m train image-labels tweet-sentiment:latest)" && cd "$${TMPDIR:-/tmp}" && \
+		$(abspath $(PY)) -m bentoml containerize tweet-sentiment:latest -t $(IMAGE) $$labels
 
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -36,6 +36,15 @@ def test_bento_packs_the_serving_code_and_exactly_the_champion(bento, trained):
     assert not any(p.startswith(("tests/", "train/", "benchmarks/")) or p.endswith(TRAINING_CODE) for p in src)
 
 
+def test_the_image_is_labelled_with_the_version_the_bento_packs_and_its_run(bento, trained):
+    from tweet_sentiment.registry import image_labels
+
+    lstm = trained["lstm"]
+    labels = image_labels(str(bento.tag))
+    assert labels["tweet-sentiment.model"] == f"tweet-lstm/{lstm.version}"
+    assert labels["tweet-sentiment.mlflow-run-id"] == bentoml.models.get(lstm.bento_tag).info.labels["mlflow_run_id"]
+
+
 def test_bento_installs_the_service_and_its_model_without_training_frameworks_or_extra_index(bento, tmp_path):
     requirements = Path(bento.path_of("env/python/requirements.txt")).read_text()
     assert "bentoml==1.4.40" in requirements and "mlflow-skinny==" in requirements

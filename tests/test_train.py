@@ -1,5 +1,6 @@
 """Each trainer, end to end on a tiny sample: MLflow run, registry, BentoML store, raw-string predictions."""
 
+import re
 from pathlib import Path
 
 import bentoml
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from tweet_sentiment.config import ROOT
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
 from tweet_sentiment.registry import import_to_bento
 from tweet_sentiment.transformer import TransformerConfig
@@ -201,3 +203,24 @@ def test_logged_model_cuts_at_the_threshold_chosen_on_validation(trained, family
     assert ((served >= 0.5) == (raw >= threshold)).all()  # the same cut, moved to 0.5
     assert np.all(np.diff(served[np.argsort(raw)]) >= 0)  # same ranking: ROC AUC unchanged
     assert recentre(np.array([threshold]), threshold)[0] == 0.5  # exactly: a tweet on the cut stays on its side
+
+
+def test_a_version_is_checked_against_the_readmes_results_table_within_noise(trained, tmp_path):
+    """What the image job runs before it packs the champion (`python -m train.report --check`)."""
+    from tweet_sentiment.report import check_against_readme, readme_accuracy
+
+    model = trained["lstm"]
+    run = MlflowClient().get_run(MlflowClient().get_model_version(model.name, model.version).run_id)
+    accuracy = run.data.metrics["test_accuracy"]
+    readme = tmp_path / "README.md"
+
+    def table_giving(test_accuracy: float) -> None:  # the README, its LSTM row's held-out accuracy replaced
+        row = r"(\| `tweet-lstm` v\d+ \|(?:[^|]*\|){4} )[0-9.]+"
+        readme.write_text(re.sub(row, rf"\g<1>{test_accuracy:.3f}", (ROOT / "README.md").read_text()))
+
+    table_giving(accuracy)
+    assert readme_accuracy("tweet-lstm", readme) == round(accuracy, 3)
+    assert "held-out accuracy" in check_against_readme(f"{model.name}/{model.version}", readme=readme)
+    table_giving(0.01 if accuracy > 0.5 else 0.99)  # outside any noise, even on a tiny model's split
+    with pytest.raises(ValueError, match="off the README's results table"):
+        check_against_readme(f"{model.name}/{model.version}", readme=readme)

@@ -4,6 +4,7 @@
     python -m train promote tweet-lstm 3 --reason "better on last week's feedback"
     python -m train rollback tweet-lstm --reason "complaints after the release"
     python -m train show tweet-lstm@champion
+    python -m train image-labels tweet-sentiment:latest      # the labels `make image` gives the image
     python -m train compare tweet-lstm --live --since 7d     # champion against challenger, on live feedback
     python -m train promote tweet-lstm 4 --if-better-live --since 7d
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from tweet_sentiment import live
 from tweet_sentiment.drift import DriftError, parse_since
-from tweet_sentiment.registry import ModelNotFound, promote, resolve_model, rollback
+from tweet_sentiment.registry import ModelNotFound, image_labels, promote, resolve_model, rollback
 from tweet_sentiment.tracking import setup_mlflow
 from tweet_sentiment.train import FAMILIES
 from tweet_sentiment.train import main as train_family
@@ -58,6 +59,10 @@ def manage(argv: list[str]) -> None:
         command.add_argument("--by", help="who (default: the user running this)")
     show_cmd = commands.add_parser("show", help="the model a tag or alias resolves to (exit 1 if none)")
     show_cmd.add_argument("spec", help="name@alias or a BentoML tag")
+    labels_cmd = commands.add_parser(
+        "image-labels", help="a Bento's image labels (its model's version and run) as `bentoml containerize` options"
+    )
+    labels_cmd.add_argument("bento", help="a Bento tag, e.g. tweet-sentiment:latest")
     compare_cmd = commands.add_parser("compare", help="champion against challenger on live labelled feedback")
     compare_cmd.add_argument("name", help="registered model whose champion was served, e.g. tweet-lstm")
     compare_cmd.add_argument("--live", action="store_true", required=True, help="on live traffic and feedback")
@@ -83,6 +88,8 @@ def manage(argv: list[str]) -> None:
             rollback(args.name, args.reason, args.by)
         elif args.command == "compare":
             compare_live(args.name, args.since, args.log_dir)
+        elif args.command == "image-labels":
+            print(" ".join(f"--opt label={key}={value}" for key, value in image_labels(args.bento).items()))
         else:
             print(resolve_model(args.spec))
     except (ModelNotFound, DriftError) as error:
@@ -105,7 +112,7 @@ def compare_live(name: str, since: datetime | None, log_dir: Path | None) -> Non
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (manage if argv[:1] and argv[0] in ("promote", "rollback", "show", "compare") else train)(argv)
+    (manage if argv[:1] and argv[0] in ("promote", "rollback", "show", "compare", "image-labels") else train)(argv)
 
 
 if __name__ == "__main__":

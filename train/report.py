@@ -1,16 +1,32 @@
 """Regenerate the README's results table and the champions' model cards (docs/model_cards/) from MLflow.
 
 python -m train.report
+python -m train.report --check tweet-lstm@champion   # exit 1 if its held-out accuracy is off the table's
 """
+
+import argparse
 
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.model_card import for_version
-from tweet_sentiment.report import champion_runs, results_table, update_readme
+from tweet_sentiment.registry import ModelNotFound
+from tweet_sentiment.report import champion_runs, check_against_readme, results_table, update_readme
+from tweet_sentiment.tracking import setup_mlflow
 
 CARDS = ROOT / "docs" / "model_cards"
 
 
-def main() -> str:
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", metavar="SPEC", help="only check this version against the README's table")
+    args = parser.parse_args(argv)
+    if args.check:
+        setup_mlflow()
+        try:
+            verdict = check_against_readme(args.check)
+        except (ValueError, ModelNotFound) as error:
+            raise SystemExit(f"error: {error}") from None
+        print(verdict)
+        return verdict
     runs = champion_runs()
     if runs.empty:
         raise SystemExit("no trained model in MLflow yet: run `python -m train` first")

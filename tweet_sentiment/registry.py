@@ -261,6 +261,18 @@ class ServedModel:
         )
 
 
+def image_labels(bento_tag: str) -> dict[str, str]:
+    """The labels of a Bento's image: the registered version it packs and the MLflow run that trained it."""
+    [packed] = [bentoml.models.get(model.tag) for model in bentoml.get(bento_tag).info.all_models]
+    served = ServedModel.of(packed)
+    return {
+        "org.opencontainers.image.title": bento_tag.split(":")[0],
+        "tweet-sentiment.model": served.label,
+        "tweet-sentiment.model.family": served.family,
+        "tweet-sentiment.mlflow-run-id": served.run_id,
+    }
+
+
 def bento_imports(name: str) -> list[bentoml.Model]:
     """Every version of ``name`` in the BentoML store (none is an empty list, not an error)."""
     try:

@@ -1,7 +1,9 @@
 """Read the tracked runs back: the README's results table and the comparison notebook use this."""
 
 import json
+import math
 import re
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -10,7 +12,7 @@ from mlflow import MlflowClient
 from tweet_sentiment import behaviour
 from tweet_sentiment.config import ROOT
 from tweet_sentiment.data import EXTERNAL_TEST_SETS
-from tweet_sentiment.registry import CHAMPION
+from tweet_sentiment.registry import CHAMPION, ModelSpec
 from tweet_sentiment.tracking import EXPERIMENT, setup_mlflow
 from tweet_sentiment.train import FAMILIES
 
@@ -81,6 +83,38 @@ def test_predictions(run_id: str) -> pd.DataFrame:
     with open(path) as file:
         table = json.load(file)
     return pd.DataFrame(table["data"], columns=table["columns"])
+
+
+def readme_accuracy(model: str, readme: Path = ROOT / "README.md") -> float:
+    """The held-out ("test") accuracy the README's results table gives ``model``'s champion."""
+    lines = readme.read_text().splitlines()
+    rows = [line for line in lines if line.startswith(f"| `{model}` v")]
+    if not rows:
+        raise ValueError(f"{readme.name}'s results table has no row for {model}")
+    header = next(line for line in lines if line.startswith("| model |"))
+    column = [cell.strip() for cell in header.split("|")].index("test acc / F1 / AUC / spec")
+    return float(rows[0].split("|")[column].split("/")[0])
+
+
+def check_against_readme(spec: str, z: float = 3.0, readme: Path = ROOT / "README.md") -> str:
+    """Check that the version ``spec`` names scores on its held-out split what the README's results table
+    gives for its model, within ``z`` standard errors of the difference of two accuracies on splits of that
+    size (two trainings of one recipe differ by their random seeds and data order). Returns a one-line
+    verdict; raises ValueError when it is off."""
+    model = ModelSpec.parse(spec)
+    client = MlflowClient()
+    version = client.get_model_version(model.name, model.registered_version(client))
+    run = client.get_run(version.run_id)
+    accuracy, rows = run.data.metrics["test_accuracy"], int(run.data.params["test_rows"])
+    expected = readme_accuracy(model.name, readme)
+    tolerance = z * math.sqrt(2 * expected * (1 - expected) / rows)
+    verdict = (
+        f"{model.name}/{version.version} (run {version.run_id}): held-out accuracy {accuracy:.3f} on {rows:,} "
+        f"tweets; README {expected:.3f}, tolerance ±{tolerance:.3f}"
+    )
+    if abs(accuracy - expected) > tolerance:
+        raise ValueError(f"off the README's results table: {verdict}")
+    return verdict
 
 
 def update_readme(block: str, content: str) -> None:
