@@ -24,20 +24,24 @@ from sqlalchemy.exc import DBAPIError
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
-from tweet_sentiment.feedback import FeedbackStore, truth_of
+from tweet_sentiment.feedback import FeedbackStore, is_outage, truth_of
 from tweet_sentiment.home import pages
 from tweet_sentiment.language import detect_language, language_warning
 from tweet_sentiment.registry import ModelNotFound, resolve_model
 from tweet_sentiment.schemas import (
     FeedbackReceipt,
+    FeedbackReport,
     IdempotencyKey,
     Label,
     ModelName,
+    PredictBatchRequest,
     Prediction,
     PredictionId,
     Predictions,
+    PredictRequest,
     ServedModelInfo,
     Status,
+    StatusRequest,
     Tweet,
     Tweets,
 )
@@ -45,6 +49,7 @@ from tweet_sentiment.serving import (
     HEALTH_PATHS,
     RETRY_SOON,
     BodyLimits,
+    JSONErrors,
     JSONOnly,
     LoadShedding,
     PredictionLog,
@@ -56,6 +61,7 @@ from tweet_sentiment.serving import (
     limit_model_threads,
     log_client_errors_in_one_line,
     private_prometheus_dir,
+    report_worker_deaths,
     tune_connections,
     tune_gc_for_serving,
     unbatched,
@@ -83,6 +89,7 @@ config = settings()
 STORE_RETRY_AFTER = {"Retry-After": "5"}
 private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
 log_client_errors_in_one_line()
+report_worker_deaths()
 tune_connections(config.header_timeout_seconds, config.drain_seconds)
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
@@ -199,7 +206,7 @@ class TweetSentiment:
                 )
                 monitor.log(self.shadow.label, name="challenger", role="feature", data_type="categorical")
 
-    @bentoml.api
+    @bentoml.api(input_spec=PredictRequest)
     async def predict(self, tweet: Tweet) -> Prediction:
         """Sentiment of one tweet."""
         try:
@@ -207,7 +214,7 @@ class TweetSentiment:
         except ServiceUnavailable as overloaded:
             return error_response(503, str(overloaded), RETRY_SOON)
 
-    @bentoml.api
+    @bentoml.api(input_spec=PredictBatchRequest)
     async def predict_batch(self, tweets: Tweets) -> Predictions:
         """Sentiment of a list of tweets, in order."""
         try:
@@ -215,7 +222,7 @@ class TweetSentiment:
         except ServiceUnavailable as overloaded:
             return error_response(503, str(overloaded), RETRY_SOON)
 
-    @bentoml.api
+    @bentoml.api(input_spec=FeedbackReport)
     def feedback(
         self,
         tweet: Tweet,
@@ -228,35 +235,39 @@ class TweetSentiment:
     ) -> FeedbackReceipt:
         """Report on a prediction: give its true label, or say whether it was `wrong`, not both; name the
         answer's `id` as `prediction_id` where you have it. Stored durably; with an `idempotency_key`, a retry
-        stores nothing twice. 503 with Retry-After while the store is down."""
-        if (true_label is None) == (wrong is None):
-            return error_response(400, "give true_label, or wrong (true/false): one of them")
+        stores nothing twice. 503 with Retry-After only when nothing was stored and the store is down."""
         is_wrong = wrong if true_label is None else true_label != predicted_label
         model = model or self.model_label
         store = self.feedback_store
         try:
             feedback_id = store.add(tweet, predicted_label, true_label, is_wrong, model, idempotency_key, prediction_id)
-            state = store.evaluate()
-        except DBAPIError as error:  # the database is down: the client retries (safely with a key)
-            store.health.failed(error)
+        except DBAPIError as error:
+            if not is_outage(error):  # the database refused this report: the same request would fail again
+                return error_response(400, f"the feedback store cannot hold this report ({type(error.orig).__name__})")
+            store.health.failed(error)  # down: the client retries (safely with a key)
             return error_response(503, "the feedback store is unavailable; retry later", STORE_RETRY_AFTER)
-        store.health.succeeded()
+        try:
+            state = store.evaluate()
+            store.health.succeeded()
+        except DBAPIError as error:  # stored all the same: answered with its id, the alert state unknown
+            store.health.failed(error)
+            state = None
         # Only the served model is a label value: a client's free text must not create metric series.
         feedback_total.labels(
             verdict="wrong" if is_wrong else "right", model=self.model_label if model == self.model_label else "other"
         ).inc()
         if self.shadow and model == self.model_label:
             self.shadow.judge(prediction_id, tweet, truth_of(predicted_label, true_label, is_wrong))
-        if state.opened_now:
+        if state and state.opened_now:
             self.alerts.wake()  # the e-mail goes out from the sender thread, never in this request
         return FeedbackReceipt(
             id=feedback_id,
             wrong=is_wrong,
-            wrong_in_window=state.wrong_in_window,
-            alert_open=state.incident_id is not None,
+            wrong_in_window=None if state is None else state.wrong_in_window,
+            alert_open=None if state is None else state.incident_id is not None,
         )
 
-    @bentoml.api
+    @bentoml.api(input_spec=StatusRequest)
     def status(self) -> Status:
         """The served model, the alert state (null while the feedback store is down) and which dependencies
         are degraded, for dashboards and the Streamlit page (reads only)."""
@@ -287,16 +298,13 @@ class TweetSentiment:
         )
 
 
-# Outermost first: a body must be whole (and small) before the request takes a place in the in-flight limit.
+# Outermost first: every error in one shape; a body must be whole (and small) before the request takes a place
+# in the in-flight limit.
+TweetSentiment.add_asgi_middleware(JSONErrors)
 TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_seconds)
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
-# A report gives the true label or says whether the prediction was wrong: exactly one, not null (else 400).
-TRUE_LABEL_OR_WRONG = [
-    {"required": ["true_label"], "properties": {"true_label": {"type": "string"}}},
-    {"required": ["wrong"], "properties": {"wrong": {"type": "boolean"}}},
-]
-document_the_api_as_it_answers({"/feedback": {"oneOf": TRUE_LABEL_OR_WRONG}})
+document_the_api_as_it_answers()
 count_only_known_paths(
     [
         *HEALTH_PATHS,

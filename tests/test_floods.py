@@ -137,12 +137,13 @@ def test_metrics_keep_a_bounded_set_of_series_whatever_paths_clients_send(url):
 
 def test_feedback_errors_have_the_one_error_shape(url):
     with httpx.Client(base_url=url) as client:
-        answer = client.post("/feedback", json={"tweet": TWEET, "predicted_label": "negative"})
-        expected = {"error": "give true_label, or wrong (true/false): one of them"}
-        assert answer.status_code == 400 and answer.json() == expected
-        both = {"tweet": TWEET, "predicted_label": "negative", "true_label": "positive", "wrong": True}
-        answer = client.post("/feedback", json=both)
-        assert answer.status_code == 400 and answer.json() == expected
+        neither = {"tweet": TWEET, "predicted_label": "negative"}
+        both = {**neither, "true_label": "positive", "wrong": True}
+        for body in (neither, both):
+            answer = client.post("/feedback", json=body)
+            assert answer.status_code == 400 and set(answer.json()) == {"error", "detail"}
+            [detail] = answer.json()["detail"]
+            assert detail["msg"] == "Value error, give true_label, or wrong (true/false): one of them"
 
 
 def test_metrics_folders_of_dead_servers_are_removed(tmp_path):

@@ -37,7 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 from tweet_sentiment.config import settings
 from tweet_sentiment.dependencies import Dependency
@@ -91,7 +91,8 @@ def connect(url: str | None = None) -> Engine:
 
     Pooled connections are checked before use, so the store recovers by itself after a database restart.
     """
-    engine = create_engine(url or settings().feedback_database_url(), pool_pre_ping=True)
+    # hide_parameters: an error's text (logged, counted) never carries a client's tweet.
+    engine = create_engine(url or settings().feedback_database_url(), pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         if engine.url.database and engine.url.database != ":memory:":
             Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)  # a fresh state folder
@@ -125,6 +126,12 @@ def add_missing_columns(engine: Engine) -> None:
         except DBAPIError:  # another replica, starting at the same moment, added it first
             if column.name not in {c["name"] for c in inspect(engine).get_columns(table)}:
                 raise
+
+
+def is_outage(error: DBAPIError) -> bool:
+    """True when the database could not be reached or did not answer (retry later), False when it refused
+    the data it was given (retrying the same request fails the same way)."""
+    return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
 
 
 def truth_of(predicted_label: str, given: str | None, wrong: bool) -> str:

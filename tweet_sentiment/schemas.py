@@ -1,9 +1,14 @@
-"""Request and response types of the service, shared by service.py, its tests and its clients."""
+"""Request and response types of the service, shared by service.py, its tests and its clients.
 
-from typing import Annotated, Literal
+Request bodies are strict: an unknown field is refused (400, its name in `detail`), and no value is coerced
+(`"wrong": "yes"` or `1` is not `true`). Every text field a store keeps refuses what the stores cannot hold:
+NUL characters (PostgreSQL's text cannot) by its pattern, lone surrogates (not UTF-8) by pydantic itself.
+"""
+
+from typing import Annotated, Literal, Self
 
 from bentoml.validators import ContentType
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.feedback import IDEMPOTENCY_KEY_CHARS, PREDICTION_ID_CHARS
@@ -15,6 +20,7 @@ MAX_TWEETS_PER_REQUEST = 256
 # so a tweet the document calls valid is one the server accepts (their \s differ, e.g. on \x1c and \ufeff).
 WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 NOT_BLANK_NO_NULL = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+NO_NULL = r"^[^\x00]*$"
 
 # Examples (OpenAPI 3.0 "example"), not defaults: the Swagger page shows them, and a request
 # without the field is a 400.
@@ -33,17 +39,64 @@ Tweets = Annotated[
 Label = Literal["negative", "positive"]
 IdempotencyKey = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_CHARS),
+    StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_CHARS, pattern=NO_NULL),
     Field(description="Any unique string of the client's (a UUID): a retry with the same key stores nothing twice"),
 ]
 PredictionId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=PREDICTION_ID_CHARS),
+    StringConstraints(min_length=1, max_length=PREDICTION_ID_CHARS, pattern=NO_NULL),
     Field(description="The `id` of the prediction reported on: joins the report to the answers of both models"),
 ]
 ModelName = Annotated[
-    str, StringConstraints(max_length=200), Field(description="The `model` of the prediction (default: this server's)")
+    str,
+    StringConstraints(max_length=200, pattern=NO_NULL),
+    Field(description="The `model` of the prediction (default: this server's)"),
 ]
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are refused and no value is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PredictRequest(Request):
+    tweet: Tweet
+
+
+class PredictBatchRequest(Request):
+    tweets: Tweets
+
+
+# A report gives the true label or says whether the prediction was wrong: exactly one, not null.
+TRUE_LABEL_OR_WRONG = [
+    {"required": ["true_label"], "properties": {"true_label": {"type": "string"}}},
+    {"required": ["wrong"], "properties": {"wrong": {"type": "boolean"}}},
+]
+
+
+class FeedbackReport(Request):
+    """A report on one prediction: its true label, or whether it was wrong (exactly one of them)."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": TRUE_LABEL_OR_WRONG})
+
+    tweet: Tweet
+    predicted_label: Label
+    true_label: Label | None = None
+    wrong: StrictBool | None = None
+    model: ModelName | None = None
+    idempotency_key: IdempotencyKey | None = None
+    prediction_id: PredictionId | None = None
+
+    @model_validator(mode="after")
+    def one_verdict(self) -> Self:
+        if (self.true_label is None) == (self.wrong is None):
+            raise ValueError("give true_label, or wrong (true/false): one of them")
+        return self
+
+
+class StatusRequest(Request):
+    pass
 
 
 class Prediction(BaseModel):
@@ -63,10 +116,13 @@ Predictions = Annotated[list[Prediction], ContentType("application/json")]
 
 
 class FeedbackReceipt(BaseModel):
-    id: int
+    id: int = Field(description="The stored report's id")
     wrong: bool
-    wrong_in_window: int = Field(description="Wrong predictions reported in the alert window")
-    alert_open: bool
+    wrong_in_window: int | None = Field(
+        description="Wrong predictions reported in the alert window; null when the report was stored but the "
+        "alert state could not be read"
+    )
+    alert_open: bool | None = Field(description="null when the alert state could not be read")
 
 
 class ServedModelInfo(BaseModel):

@@ -5,16 +5,20 @@ import atexit
 import gc
 import hmac
 import itertools
+import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import TypeVar
 
 import bentoml
+import prometheus_client.values
 from bentoml._internal.monitoring.default import DefaultMonitor  # pinned BentoML; a test reads the log it writes
 from starlette.concurrency import run_in_threadpool
 
@@ -66,6 +70,40 @@ class JSONOnly:
                 answer = error_response(415, "send the body as JSON (Content-Type: application/json)")
                 return await answer(scope, receive, send)
         await self.app(scope, receive, send)
+
+
+class JSONErrors:
+    """ASGI middleware: an error answered in another shape by the framework (Starlette's plain-text 404 for an
+    unknown path, 405 for a wrong method) is sent as ``{"error": ...}``, the service's one error shape; its
+    other headers (``Allow``) are kept."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        held: dict | None = None  # the start of a response being replaced
+
+        async def send_json_errors(message) -> None:
+            nonlocal held
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                headers = message.get("headers", [])
+                content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if not content_type.startswith(b"application/json"):
+                    held = message
+                    return
+            if held is None:
+                return await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                status = held["status"]
+                body = json.dumps({"error": f"{HTTPStatus(status).phrase.lower()}: {scope['method']} {scope['path']}"})
+                kept = [(k, v) for k, v in held["headers"] if k.lower() not in (b"content-type", b"content-length")]
+                headers = [*kept, (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body.encode()})
+
+        await self.app(scope, receive, send_json_errors)
 
 
 class LoadShedding:
@@ -152,7 +190,11 @@ def tune_connections(header_timeout_s: float, drain_s: float) -> None:
     - after SIGTERM an idle keep-alive connection stays open for ``drain_s``: a request sent on it meanwhile
       is answered with ``Connection: close``. Uvicorn closed it at once, so such a request met a closed
       connection, and a client or load balancer could not tell whether it was handled.
+
+    And a request the HTTP parser cannot read (``Content-Length: abc``) is answered 400 ``{"error": ...}``,
+    the service's one error shape, where uvicorn writes plain text.
     """
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
 
     already = hasattr(Protocol, "header_timeout_s")
@@ -190,8 +232,16 @@ def tune_connections(header_timeout_s: float, drain_s: float) -> None:
         self.draining = True
         self.loop.call_later(self.drain_s, lambda: idle(self) and self.transport.close())
 
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": f"malformed HTTP request: {msg}"}).encode()
+        head = [STATUS_LINE[400], *(b"%s: %s\r\n" % header for header in self.server_state.default_headers)]
+        head += [b"content-type: application/json\r\n", b"content-length: %d\r\n" % len(body)]
+        self.transport.write(b"".join([*head, b"connection: close\r\n\r\n", body]))
+        self.transport.close()
+
     Protocol.connection_made, Protocol.on_message_begin = on_connection_made, on_message_begin
     Protocol.on_headers_complete, Protocol.shutdown = on_headers_complete, drain
+    Protocol.send_400_response = send_400_response
 
 
 def count_only_known_paths(paths: Iterable[str]) -> None:
@@ -234,14 +284,12 @@ ERROR_SCHEMA = {
 }
 
 
-def document_the_api_as_it_answers(request_constraints: dict[str, dict]) -> None:
+def document_the_api_as_it_answers() -> None:
     """Make the OpenAPI document say what the server does, so clients (and schemathesis) can trust it:
 
     - every error, from BentoML or the middlewares above, in the one shape ``{"error": ..., "detail"?: [...]}``;
     - a request body required where it has required fields; a field that may be null is ``nullable``
-      (BentoML drops the null of ``X | None``, or leaves 3.1's ``{"type": "null"}`` in a 3.0 document);
-    - ``request_constraints``: JSON-schema keywords added to a route's request schema (e.g. ``oneOf``),
-      for rules across fields that a signature cannot state.
+      (BentoML drops the null of ``X | None``, or leaves 3.1's ``{"type": "null"}`` in a 3.0 document).
 
     BentoML builds the document in one function and offers no hook, so this rewrites its output
     (pinned BentoML; a test runs schemathesis with every check against the live document).
@@ -254,7 +302,7 @@ def document_the_api_as_it_answers(request_constraints: dict[str, dict]) -> None
 
     def asdict(spec) -> dict:
         document = unstructure(spec)
-        for route, item in document["paths"].items():
+        for item in document["paths"].values():
             for operation in item.values():
                 if not isinstance(operation, dict) or "responses" not in operation:
                     continue
@@ -263,7 +311,6 @@ def document_the_api_as_it_answers(request_constraints: dict[str, dict]) -> None
                     operation["responses"][str(status)] = {"description": description, "content": content}
                 if body := operation.get("requestBody"):
                     schema = body["content"]["application/json"]["schema"]
-                    schema.update(request_constraints.get(route, {}))
                     body["required"] = bool(schema.get("required"))  # /status takes none: no body is fine
         mark_nullable(document)
         return document
@@ -390,6 +437,46 @@ class PredictionLog(DefaultMonitor):
             self.health.succeeded()
 
 
+worker_deaths_total = bentoml.metrics.Counter(
+    name="tweet_worker_deaths_total",
+    documentation="Workers that died while the server was running (not stopped by it), by signal or exit code",
+    labelnames=["cause"],
+)
+
+
+def report_worker_deaths() -> None:
+    """Log a worker that dies while the server runs at ERROR, with its pid and signal, and count it; call in
+    the serving process, before it starts its workers.
+
+    BentoML's process manager (circus) restarts such a worker and logs nothing above DEBUG: only the new
+    worker's start-up lines showed that one had died. Circus calls a watcher's ``after_reap`` hook with the
+    pid and exit code of every process it reaps; this sets that hook on the watcher of the service's workers.
+    """
+    import bentoml.serving
+
+    create = bentoml.serving.create_watcher
+    if getattr(create, "reports_deaths", False):
+        return
+
+    def create_watcher(name: str, args: list[str], **options):
+        watcher = create(name, args, **options)
+        if name == "service":
+            watcher.hooks["after_reap"] = _worker_reaped
+        return watcher
+
+    create_watcher.reports_deaths = True
+    bentoml.serving.create_watcher = create_watcher
+
+
+def _worker_reaped(watcher, process_pid: int, exit_code: int | None, **_) -> bool:
+    if watcher.is_active():  # not a worker the server itself was stopping
+        cause = signal.Signals(-exit_code).name if exit_code and exit_code < 0 else f"exit code {exit_code}"
+        then = "a new one starts" if watcher.respawn else "it is not restarted"
+        logging.getLogger(__name__).error("worker pid %d died (%s); %s", process_pid, cause, then)
+        worker_deaths_total.labels(cause=cause).inc()
+    return True
+
+
 CLIENT_ERROR_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs each failed request, traceback included
 
 
@@ -439,6 +526,10 @@ def private_prometheus_dir() -> str:
         folder = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     BentoMLContainer.prometheus_multiproc_dir.set(folder)
+    # The serving process's own metrics (a worker's death: report_worker_deaths) go to the folder too, where
+    # the workers' /metrics reads them: prometheus_client chose its single-process mode when it was imported.
+    os.environ.update(PROMETHEUS_MULTIPROC_DIR=folder)
+    prometheus_client.values.ValueClass = prometheus_client.values.get_value_class()
     return folder
 
 
