@@ -11,9 +11,9 @@ GENERAL_ARGS ?= --dataset airline+sentiment140:54000 --teacher $(TEACHER) --agre
 PORT ?= 3000
 IMAGE ?= tweet-sentiment:dev
 
-.PHONY: install data serve test test-slow train train-lstm results drift image lint bench bench-smoke streamlit clean system-deps
+.PHONY: install data serve test test-slow train train-lstm results drift image lock lint bench bench-smoke streamlit clean system-deps
 
-$(VENV)/.installed: requirements.txt requirements-serve.txt
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-runtimes.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
@@ -71,6 +71,13 @@ image: install
 	$(PY) -m bentoml build --arg model_tag=$(MODEL_TAG)
 	labels="$$($(PY) -m train image-labels tweet-sentiment:latest)" && cd "$${TMPDIR:-/tmp}" && \
 		$(abspath $(PY)) -m bentoml containerize tweet-sentiment:latest -t $(IMAGE) $$labels
+
+## The locks the Bento and the image install from: every serving package, transitive ones included, at the
+## versions requirements.txt pins where it pins them. Run after changing requirements-serve.txt or -runtimes.txt.
+LOCK := $(VENV)/bin/uv pip compile --universal --python-version 3.11 --quiet
+lock: install
+	$(LOCK) requirements-serve.txt -c requirements.txt -o requirements-serve.lock
+	$(LOCK) requirements-runtimes.txt -c requirements-serve.lock -c requirements.txt -o requirements-runtimes.lock
 
 lint: install
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .

@@ -11,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from tweet_sentiment.config import settings
-from tweet_sentiment.download import SOURCES, DownloadError, download
+from tweet_sentiment.core.config import settings
+from tweet_sentiment.training.download import SOURCES, DownloadError, download
 
 
 def main(argv: list[str] | None = None) -> list[Path]:

@@ -11,7 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from tweet_sentiment import drift
+from tweet_sentiment.core.prediction_log import PredictionLogError, read_prediction_log
+from tweet_sentiment.lifecycle import drift
 
 
 def main(argv: list[str] | None = None) -> drift.DriftReport:
@@ -24,10 +25,10 @@ def main(argv: list[str] | None = None) -> drift.DriftReport:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        served = drift.read_prediction_log(args.log_dir)
+        served = read_prediction_log(args.log_dir)
         rows, model = drift.window(served, args.model, args.since)
         report = drift.compare(drift.load_reference(model), rows, len(served.bad_lines))
-    except drift.DriftError as error:
+    except (drift.DriftError, PredictionLogError) as error:
         sys.exit(f"error: {error}")
     files = drift.write(report, args.out)
     for feature in report.features:

@@ -8,7 +8,8 @@ Serve the LSTM's champion (default), or any model by MLflow alias or BentoML tag
     bentoml serve --arg batching=false --arg access_log=true
     bentoml serve --arg challenger=tweet-lstm@challenger     # scored in shadow: the champion answers alone
 
-Users report wrong predictions to /feedback; more than 3 within 3 minutes sends one e-mail.
+Users report wrong predictions to /feedback; more than TWEETS_ALERT_THRESHOLD of them within
+TWEETS_ALERT_WINDOW_SECONDS sends one e-mail.
 """
 
 from __future__ import annotations
@@ -21,14 +22,30 @@ from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
+from tweet_model import DECISION_CUT
 from tweet_model.pyfunc import EXAMPLE_TWEETS
-from tweet_sentiment.alerting import AlertSender, SMTPSettings
-from tweet_sentiment.config import LABELS, PREDICTION_LOG, settings
-from tweet_sentiment.feedback import FeedbackStore, is_outage, truth_of
-from tweet_sentiment.home import pages
-from tweet_sentiment.language import detect_language, language_warning
-from tweet_sentiment.registry import ModelNotFound, resolve_model
-from tweet_sentiment.schemas import (
+from tweet_sentiment.core import prediction_log
+from tweet_sentiment.core.config import LABELS, settings
+from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
+from tweet_sentiment.core.models import ModelNotFound, resolve_model
+from tweet_sentiment.serve import internals
+from tweet_sentiment.serve.alerting import AlertSender, SMTPSettings
+from tweet_sentiment.serve.guards import (
+    HEALTH_PATHS,
+    RETRY_SOON,
+    BodyLimits,
+    JSONErrors,
+    JSONOnly,
+    LoadShedding,
+    RequireToken,
+    error_response,
+)
+from tweet_sentiment.serve.language import detect_language, language_warning
+from tweet_sentiment.serve.loading import PredictionIds, load_model, pyfunc_path
+from tweet_sentiment.serve.openapi import as_answered
+from tweet_sentiment.serve.pages import pages
+from tweet_sentiment.serve.runtime import limit_model_threads, tune_gc_for_serving, unbatched
+from tweet_sentiment.serve.schemas import (
     FeedbackReceipt,
     FeedbackReport,
     IdempotencyKey,
@@ -45,39 +62,18 @@ from tweet_sentiment.schemas import (
     Tweet,
     Tweets,
 )
-from tweet_sentiment.serving import (
-    HEALTH_PATHS,
-    RETRY_SOON,
-    BodyLimits,
-    JSONErrors,
-    JSONOnly,
-    LoadShedding,
-    PredictionLog,
-    RequireToken,
-    adaptive_batching,
-    count_only_known_paths,
-    document_the_api_as_it_answers,
-    error_response,
-    limit_model_threads,
-    log_client_errors_in_one_line,
-    private_prometheus_dir,
-    report_worker_deaths,
-    tune_connections,
-    tune_gc_for_serving,
-    unbatched,
-)
-from tweet_sentiment.shadow import PredictionIds, Shadow, load_model, pyfunc_path
-from tweet_sentiment.telemetry import configure_azure_monitor
+from tweet_sentiment.serve.shadow import Shadow
+from tweet_sentiment.serve.telemetry import configure_azure_monitor
 
 
 class ServiceArgs(BaseModel):
     model_tag: str = "tweet-lstm@champion"  # an MLflow alias (name@alias) or a BentoML tag (name:version)
-    challenger: str | None = None  # any model spec, scored in shadow on the same tweets (tweet_sentiment/shadow.py)
+    challenger: str | None = None  # any model spec, scored in shadow on the same tweets (serve/shadow.py)
     batching: bool = True
     max_batch_size: int = 64  # tweets per model call when batching
     max_concurrency: int = 256  # per worker; past it requests get 503 at once instead of queueing
     access_log: bool = False  # a line per request costs CPU (docs/serving.md); /metrics counts them anyway
-    workers: int = 1  # a second worker doubles the memory for little on 2 cores (REPORT.md, 2 workers rows)
+    workers: int = 1  # each loads its own copy of the model; REPORT.md measures 1 against 2
     # Model runtime threads per worker. 1: each batch in flight computes on a core of its own (measured against
     # one per core, which None keeps: docs/serving.md).
     model_threads: int | None = 1
@@ -87,10 +83,7 @@ args = bentoml.use_arguments(ServiceArgs)
 config = settings()
 # The pool checks connections before use: the store answers as soon as it is back.
 STORE_RETRY_AFTER = {"Retry-After": "5"}
-private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
-log_client_errors_in_one_line()
-report_worker_deaths()
-tune_connections(config.header_timeout_seconds, config.drain_seconds)
+internals.prepare_server(config.header_timeout_seconds, config.drain_seconds)
 limit_model_threads(args.model_threads)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 try:
@@ -116,15 +109,19 @@ feedback_total = bentoml.metrics.Counter(
 )
 
 
-PAGES = pages(SERVED, model_card=bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", ""))
+PAGES = pages(
+    SERVED,
+    model_card=bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", ""),
+    openapi=lambda: as_answered(TweetSentiment.openapi_spec.asdict()),
+)
 
 
-@bentoml.asgi_app(PAGES, path="/")  # /, /readme, /model-card, /docs
+@bentoml.asgi_app(PAGES, path="/")  # /, /readme, /model-card, /docs, /docs.json
 @bentoml.service(
     workers=args.workers,
     traffic={"timeout": 30},
     metrics={"enabled": True},
-    monitoring={"enabled": True, "type": "tweet_sentiment.serving.PredictionLog"},  # in TWEETS_MONITOR_DIR
+    monitoring={"enabled": True, "type": "tweet_sentiment.serve.internals.PredictionLog"},  # in TWEETS_MONITOR_DIR
     logging={"access": {"enabled": args.access_log}},
 )
 class TweetSentiment:
@@ -147,17 +144,17 @@ class TweetSentiment:
         # Warm-up before /readyz says yes: the runtime's first calls allocate and plan for their shapes,
         # paid now so that no early request waits behind them, or gets shed.
         self.ready = all(len(self.predict_proba(EXAMPLE_TWEETS[:n])) == n for n in (1, 2))
-        # Adaptive batching, for /predict and /predict_batch alike: a model call of 64 tweets costs a few times
-        # one of a single tweet (benchmarks/results/REPORT.md), so merging concurrent requests multiplies throughput.
+        # Adaptive batching, for /predict and /predict_batch alike: a model call of many tweets costs far less a
+        # tweet than calls of one (benchmarks/results/REPORT.md, model alone), so concurrent requests are merged.
         # max_latency_ms is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it
-        # predicts will exceed it, from a latency model fitted online that starts at max_latency/15 per item.
-        # 50 ms sheds under ordinary jitter; 1 s sheds only real overload. See benchmarks/results/REPORT.md.
+        # predicts will exceed it, from a latency model fitted online; 1 s sheds only real overload, where tighter
+        # deadlines shed requests under ordinary jitter (REPORT.md, shedding rows).
         self.predict_tweets = (
-            adaptive_batching(self._predict, max_batch_size=args.max_batch_size, max_latency_ms=1000)
+            internals.adaptive_batching(self._predict, max_batch_size=args.max_batch_size, max_latency_ms=1000)
             if args.batching
             else unbatched(self._predict)
         )
-        tune_gc_for_serving()  # the model's heap out of the collector's way: +40% requests/s
+        tune_gc_for_serving()  # the model's heap out of the collector's way (docs/serving.md)
 
     def __is_ready__(self) -> bool:
         return self.ready
@@ -177,7 +174,7 @@ class TweetSentiment:
         predictions = [
             Prediction(
                 id=prediction_id,
-                label=LABELS[int(p >= 0.5)],
+                label=LABELS[int(p >= DECISION_CUT)],
                 prob_positive=p,
                 model=self.model_label,
                 language=language,
@@ -192,19 +189,10 @@ class TweetSentiment:
         return predictions
 
     def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs) -> None:
-        """One prediction-log record per model call (drift report, live comparison): the ids, tweets and
-        probabilities as lists (a record per tweet cost ~9 us a tweet), and the challenger's when one is served.
-        Raw text goes in as "categorical": BentoML's monitor knows no text type and would warn of one."""
-        with bentoml.monitor(PREDICTION_LOG) as monitor:
-            monitor.log(ids, name="ids", role="feature", data_type="categorical")
-            monitor.log(tweets, name="tweets", role="feature", data_type="categorical")
-            monitor.log(probs, name="probs_positive", role="prediction", data_type="numerical")
-            monitor.log(self.model_label, name="model", role="feature", data_type="categorical")
-            if self.shadow:
-                monitor.log(
-                    challenger_probs, name="challenger_probs_positive", role="prediction", data_type="numerical"
-                )
-                monitor.log(self.shadow.label, name="challenger", role="feature", data_type="categorical")
+        """One prediction-log record per model call (drift report, live comparison), with the challenger's
+        answers when one is served."""
+        challenger = self.shadow.label if self.shadow else None
+        prediction_log.record(ids, tweets, probs, self.model_label, challenger, challenger_probs)
 
     @bentoml.api(input_spec=PredictRequest)
     async def predict(self, tweet: Tweet) -> Prediction:
@@ -277,7 +265,7 @@ class TweetSentiment:
         except DBAPIError as error:
             self.feedback_store.health.failed(error)
             state = None
-        degraded = [d.name for d in (self.feedback_store.health, PredictionLog.health) if d.degraded]
+        degraded = [d.name for d in (self.feedback_store.health, internals.PredictionLog.health) if d.degraded]
         return Status(
             model=self.model_label,
             served=ServedModelInfo(
@@ -304,13 +292,11 @@ TweetSentiment.add_asgi_middleware(JSONErrors)
 TweetSentiment.add_asgi_middleware(BodyLimits, max_bytes=config.max_body_bytes, timeout_s=config.body_timeout_seconds)
 TweetSentiment.add_asgi_middleware(LoadShedding, max_concurrency=args.max_concurrency)
 TweetSentiment.add_asgi_middleware(JSONOnly)
-document_the_api_as_it_answers()
-count_only_known_paths(
+internals.count_only_known_paths(
     [
         *HEALTH_PATHS,
         *(api.route for api in TweetSentiment.apis.values()),
         *(route.path for route in PAGES.routes),
-        "/docs.json",
     ]
 )
 if token := config.feedback_token:  # TWEETS_FEEDBACK_TOKEN: who may write feedback

@@ -6,7 +6,7 @@ TWEET_SERVICE_URL=http://localhost:3000 streamlit run streamlit_app.py
 import httpx
 import streamlit as st
 
-from tweet_sentiment.config import settings
+from tweet_sentiment.core.config import settings
 
 CONFIG = settings()
 SERVICE_URL = CONFIG.service_url.rstrip("/")

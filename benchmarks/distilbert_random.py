@@ -11,10 +11,10 @@ from pathlib import Path
 
 import mlflow
 
-from tweet_sentiment import transformer
-from tweet_sentiment.registry import import_to_bento
-from tweet_sentiment.tracking import setup_mlflow
-from tweet_sentiment.train import log_model
+from tweet_sentiment.core.models import import_to_bento
+from tweet_sentiment.lifecycle.tracking import setup_mlflow
+from tweet_sentiment.training import transformer
+from tweet_sentiment.training.train import log_model
 
 NAME = "tweet-distilbert-random"
 

@@ -6,7 +6,7 @@ bentoml serve benchmarks.echo_service:Echo --arg max_latency_ms=50
 import bentoml
 from pydantic import BaseModel
 
-from tweet_sentiment.serving import tune_gc_for_serving
+from tweet_sentiment.serve.runtime import tune_gc_for_serving
 
 
 class EchoArgs(BaseModel):

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.run import RESULTS
-from tests.servers import leaves_no_process, running_server
+from harness.servers import leaves_no_process, running_server
 
 SLOW = 256
 # Each connection held costs the server a file descriptor: the flood holds as many as the machine's hard limit

@@ -3,7 +3,7 @@
     python -m benchmarks.image                              # the LSTM's champion (bentofile.yaml's default)
     python -m benchmarks.image --model-tag tweet-minilm@champion
 
-Builds the Bento of the model, containerizes it (tests.containers: a private dockerd where no engine
+Builds the Bento of the model, containerizes it (harness.containers: a private dockerd where no engine
 runs), runs it three times on fresh volumes and writes benchmarks/results/IMAGE.md.
 """
 
@@ -17,7 +17,7 @@ from datetime import date
 import httpx
 
 from benchmarks.run import RESULTS
-from tests.containers import (
+from harness.containers import (
     build,
     containerize,
     docker,
@@ -27,8 +27,8 @@ from tests.containers import (
     running_container,
     worker_rss_mib,
 )
-from tests.servers import leaves_no_process
-from tweet_sentiment.data import load_airline
+from harness.servers import leaves_no_process
+from tweet_sentiment.training.data import load_airline
 
 RUNS = 3
 LOAD_REQUESTS = 400  # /predict_batch requests of 32 tweets, 8 at a time

@@ -14,7 +14,7 @@ import random
 
 from locust import FastHttpUser, constant, events, task
 
-from tweet_sentiment.data import load_airline
+from tweet_sentiment.training.data import load_airline
 
 TWEETS = load_airline()["text"].tolist()
 latencies: list[tuple[float, float, bool]] = []  # (start, response time ms, failed)

@@ -19,9 +19,9 @@ import numpy as np
 
 from tweet_model.runtime import ONNX_MODEL, LSTMRuntime
 from tweet_model.text import clean_tweets
-from tweet_sentiment.data import load_airline
-from tweet_sentiment.registry import resolve_model
-from tweet_sentiment.train import FAMILIES
+from tweet_sentiment.core.models import resolve_model
+from tweet_sentiment.training.data import load_airline
+from tweet_sentiment.training.train import FAMILIES
 
 CONCURRENT_CALLS = 3  # the service's batches in flight (serving.adaptive_batching)
 

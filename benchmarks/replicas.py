@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import (
+from harness.servers import (
     answers_200,
     free_port,
     kill_tree,

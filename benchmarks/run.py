@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,9 +24,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from benchmarks import model_only
-from tests.servers import leaves_no_process, running_mlflow_server, running_server
-from tweet_sentiment.config import ROOT
-from tweet_sentiment.registry import ModelNotFound, resolve_model
+from harness.servers import leaves_no_process, running_mlflow_server, running_server
+from tweet_sentiment.core.config import ROOT
+from tweet_sentiment.core.models import ModelNotFound, resolve_model
 
 RESULTS = ROOT / "benchmarks" / "results"
 TWEET_SERVICE = "service:TweetSentiment"
@@ -225,82 +226,109 @@ def ratio(a: Result | None, b: Result | None, key: str) -> float | None:
     return getattr(a, key) / getattr(b, key) if a and b and getattr(b, key) else None
 
 
+@dataclass(frozen=True)
+class Target:
+    """One target of the report: what is measured (None where that run is missing), and when it is met."""
+
+    what: str
+    measure: Callable[[], float | None]
+    met: Callable[[float], bool]
+    fmt: str = "{:.2f}"
+
+    def check(self) -> tuple[str, str, bool | None]:
+        value = self.measure()
+        return self.what, "n/a" if value is None else self.fmt.format(value), None if value is None else self.met(value)
+
+
+def per_tweet(result: Result | None, tweets: int, alone: model_only.Rate | None) -> float | None:
+    """Tweets/s served over the model alone's tweets/s."""
+    return result.rps * tweets / alone.tweets_per_s if result and alone else None
+
+
 def checks(results: list[Result], rates: list[model_only.Rate]) -> list[tuple[str, str, bool | None]]:
     """The targets of the issues, as (what, measured, met)."""
     # The issues' reference load: the heaviest one at which the echo service holds p99 under 100 ms.
     calm = [r.users for r in results if r.server == "echo" and r.user == "OneTweet" and r.p99 < 100]
     load = max(calm, default=10)
-    echo, lstm = find(results, "echo", load), find(results, "lstm batched", load)
-    lstm10, lstm64 = find(results, "lstm batched", 10), find(results, "lstm batched", 64)
-    unbatched64, bert10 = find(results, "lstm unbatched", 64), find(results, "distilbert batched", 10)
     at = f"{load} users, echo's heaviest load with p99 < 100 ms"
-    rows = []
 
-    def row(what: str, value: float | None, fmt: str, met: bool) -> None:
-        rows.append((what, "n/a" if value is None else fmt.format(value), None if value is None else met))
+    def served(server: str, users: int, user: str = "OneTweet") -> Result | None:
+        return find(results, server, users, user)
 
-    value = ratio(lstm, echo, "rps")
-    row(f"LSTM batched / echo throughput, {at} (>= 0.90)", value, "{:.2f}", value is not None and value >= 0.9)
-    row(f"LSTM batched errors, {at} (0)", lstm and lstm.failures, "{:d}", bool(lstm) and not lstm.failures)
-    row(f"LSTM batched p99, {at} (< 100 ms)", lstm and lstm.p99, "{:g} ms", bool(lstm) and lstm.p99 < 100)
-    value = ratio(lstm64, unbatched64, "rps")
-    row("LSTM batched / unbatched throughput, 64 users (>= 3)", value, "{:.2f}", value is not None and value >= 3)
-    value = ratio(bert10, lstm10, "p99")
-    row("DistilBERT p99 / LSTM p99, 10 users (>= 10)", value, "{:.1f}", value is not None and value >= 10)
-    alone = model_only.find(rates, "lstm", "onnx, 1 thread", 1)
-    value = lstm10.rps / alone.tweets_per_s if lstm10 and alone else None
-    row("served LSTM (10 users) / model-only, 1 tweet per call (>= 0.30)", value, "{:.2f}", (value or 0) >= 0.3)
-    # Our settings (max_latency_ms=1000 and the warm-up), on the echo and LSTM services, at every load.
-    shed = sum(r.failures for r in results if r.server in ("echo", "lstm batched"))
-    row("requests shed with our settings, echo and LSTM batched, any load (0)", shed, "{:d}", shed == 0)
+    def alone(runtime: str, per_call: int) -> model_only.Rate | None:
+        return model_only.find(rates, "lstm", runtime, per_call)
 
-    # Against `mlflow models serve` on the same model version, same workers (1), same locust users.
-    peer_one, peer_many = find(results, MLFLOW, 64, "MLflowOneTweet"), find(results, MLFLOW, 8, "MLflowManyTweets")
-    for route, user in (("/predict_batch", "OneTweet"), ("/predict", "Predict")):
-        ours = find(results, "lstm batched", 64, user)
-        value = ratio(ours, peer_one, "rps")
-        row(f"{route}, 1 tweet, / {MLFLOW}, 64 users (>= 2)", value, "{:.2f}", (value or 0) >= 2)
-        fine = bool(ours) and ours.p99 < 100 and not ours.failures
-        row(f"{route}, 1 tweet, 64 users: p99 < 100 ms, 0 errors", ours and ours.p99, "{:g} ms", fine)
-    many = find(results, "lstm batched", 8, "ManyTweets")
-    value = ratio(many, peer_many, "rps")
-    row(f"32-tweet requests, tweets/s / {MLFLOW}, 8 users (>= 1.5)", value, "{:.2f}", (value or 0) >= 1.5)
-    ceiling = model_only.find(rates, "lstm", "onnx, 1 thread", 64)
-    value = many.rps * 32 / ceiling.tweets_per_s if many and ceiling else None
-    row("32-tweet requests, tweets/s / model-only at 64 per call (>= 0.70)", value, "{:.2f}", (value or 0) >= 0.7)
-    value = ratio(find(results, "lstm batched", 64, "Predict"), find(results, "echo", 64, "Predict"), "rps")
-    row("/predict, LSTM / echo throughput, 64 users (>= 0.90)", value, "{:.2f}", (value or 0) >= 0.9)
+    def field(result: Result | None, key: str) -> float | None:
+        return getattr(result, key) if result else None
 
-    # The light runtime against the native model it replaced, and the served transformer.
-    keras = model_only.find(rates, "lstm", "keras (native)", 64)
-    value = ceiling.tweets_per_s / keras.tweets_per_s if ceiling and keras else None
-    row("LSTM model-only, 64 a call, ONNX / Keras (>= 2)", value, "{:.2f}", (value or 0) >= 2)
-    minilm10 = find(results, "minilm (fine-tuned) batched", 10)
-    value = minilm10.rps / TORCH_MINILM_RPS_AT_10_USERS if minilm10 else None
-    baseline = f"{TORCH_MINILM_RPS_AT_10_USERS} req/s served by torch (issue 22, not rerun)"
-    row(f"MiniLM served, 10 users / {baseline} (>= 3)", value, "{:.2f}", (value or 0) >= 3)
-    minilm32 = find(results, "minilm (fine-tuned) batched", 8, "ManyTweets")
-    failed = minilm32 and minilm32.failures
-    row("MiniLM 32-tweet requests, 8 users: failed or shed (0)", failed, "{:d}", bool(minilm32) and not failed)
+    lstm, many = served("lstm batched", load), served("lstm batched", 8, "ManyTweets")
+    ceiling, keras = alone("onnx, 1 thread", 64), alone("keras (native)", 64)
+    minilm = "minilm (fine-tuned) batched"
+    minilm10, minilm32 = served(minilm, 10), served(minilm, 8, "ManyTweets")
+    our_settings = [r for r in results if r.server in ("echo", "lstm batched")]  # max_latency_ms=1000, warm-up
+    targets = [
+        Target(f"LSTM batched / echo throughput, {at} (>= 0.90)", lambda: ratio(lstm, served("echo", load), "rps"),
+               lambda v: v >= 0.9),
+        Target(f"LSTM batched errors, {at} (0)", lambda: field(lstm, "failures"), lambda v: v == 0, "{:d}"),
+        Target(f"LSTM batched p99, {at} (< 100 ms)", lambda: field(lstm, "p99"), lambda v: v < 100, "{:g} ms"),
+        Target("LSTM batched / unbatched throughput, 64 users (>= 3)",
+               lambda: ratio(served("lstm batched", 64), served("lstm unbatched", 64), "rps"), lambda v: v >= 3),
+        Target("DistilBERT p99 / LSTM p99, 10 users (>= 10)",
+               lambda: ratio(served("distilbert batched", 10), served("lstm batched", 10), "p99"), lambda v: v >= 10,
+               "{:.1f}"),
+        Target("served LSTM (10 users) / model-only, 1 tweet per call (>= 0.30)",
+               lambda: per_tweet(served("lstm batched", 10), 1, alone("onnx, 1 thread", 1)), lambda v: v >= 0.3),
+        Target("requests shed with our settings, echo and LSTM batched, any load (0)",
+               lambda: sum(r.failures for r in our_settings), lambda v: v == 0, "{:d}"),
+        # Against `mlflow models serve` on the same model version, same workers (1), same locust users.
+        *[
+            target
+            for route, user in (("/predict_batch", "OneTweet"), ("/predict", "Predict"))
+            for target in (
+                Target(f"{route}, 1 tweet, / {MLFLOW}, 64 users (>= 2)",
+                       lambda user=user: ratio(served("lstm batched", 64, user), served(MLFLOW, 64, "MLflowOneTweet"),
+                                               "rps"), lambda v: v >= 2),
+                Target(f"{route}, 1 tweet, 64 users: p99 (< 100 ms)",
+                       lambda user=user: field(served("lstm batched", 64, user), "p99"), lambda v: v < 100, "{:g} ms"),
+                Target(f"{route}, 1 tweet, 64 users: errors (0)",
+                       lambda user=user: field(served("lstm batched", 64, user), "failures"), lambda v: v == 0, "{:d}"),
+            )
+        ],
+        Target(f"32-tweet requests, tweets/s / {MLFLOW}, 8 users (>= 1.5)",
+               lambda: ratio(many, served(MLFLOW, 8, "MLflowManyTweets"), "rps"), lambda v: v >= 1.5),
+        Target("32-tweet requests, tweets/s / model-only at 64 per call (>= 0.70)",
+               lambda: per_tweet(many, 32, ceiling), lambda v: v >= 0.7),
+        Target("/predict, LSTM / echo throughput, 64 users (>= 0.90)",
+               lambda: ratio(served("lstm batched", 64, "Predict"), served("echo", 64, "Predict"), "rps"),
+               lambda v: v >= 0.9),
+        # The light runtime against the native model it replaced, and the served transformer.
+        Target("LSTM model-only, 64 a call, ONNX / Keras (>= 2)",
+               lambda: ceiling.tweets_per_s / keras.tweets_per_s if ceiling and keras else None, lambda v: v >= 2),
+        Target(f"MiniLM served, 10 users / {TORCH_MINILM_RPS_AT_10_USERS} req/s served by torch (issue 22, not rerun) "
+               "(>= 3)", lambda: field(minilm10, "rps") and minilm10.rps / TORCH_MINILM_RPS_AT_10_USERS,
+               lambda v: v >= 3),
+        Target("MiniLM 32-tweet requests, 8 users: failed or shed (0)", lambda: field(minilm32, "failures"),
+               lambda v: v == 0, "{:d}"),
+        *feedback_targets([r for r in results if r.server == "lstm feedback"]),
+    ]  # fmt: skip
+    return [target.check() for target in targets]
 
-    feedback = [r for r in results if r.server == "lstm feedback"]
-    if feedback:
-        first = feedback[0]
-        rounds = f"{FEEDBACK_SECONDS} s"
-        minutes = f"every {rounds} over {len(feedback) * FEEDBACK_SECONDS / 60:.1f} min / the first {rounds}"
-        row(
-            f"feedback, {FEEDBACK_USERS} users, first {rounds} (>= 300 req/s)",
-            first.rps,
-            "{:.0f} req/s",
-            first.rps >= 300,
-        )
-        value = min(r.rps for r in feedback) / first.rps if first.rps else None
-        row(f"feedback throughput, slowest of {minutes} (>= 0.85)", value, "{:.2f}", (value or 0) >= 0.85)
-        worst = max(r.p99 for r in feedback)
-        row(f"feedback p99, every {rounds} of the run (< 100 ms)", worst, "{:g} ms", worst < 100)
-        errors = sum(r.failures for r in feedback)
-        row("feedback errors (0)", errors, "{:d}", errors == 0)
-    return rows
+
+def feedback_targets(feedback: list[Result]) -> list[Target]:
+    """The feedback route under a steady load, round after round."""
+    if not feedback:
+        return []
+    first, rounds = feedback[0], f"{FEEDBACK_SECONDS} s"
+    minutes = f"every {rounds} over {len(feedback) * FEEDBACK_SECONDS / 60:.1f} min / the first {rounds}"
+    return [
+        Target(f"feedback, {FEEDBACK_USERS} users, first {rounds} (>= 300 req/s)", lambda: first.rps,
+               lambda v: v >= 300, "{:.0f} req/s"),
+        Target(f"feedback throughput, slowest of {minutes} (>= 0.85)",
+               lambda: min(r.rps for r in feedback) / first.rps if first.rps else None, lambda v: v >= 0.85),
+        Target(f"feedback p99, every {rounds} of the run (< 100 ms)", lambda: max(r.p99 for r in feedback),
+               lambda v: v < 100, "{:g} ms"),
+        Target("feedback errors (0)", lambda: sum(r.failures for r in feedback), lambda v: v == 0, "{:d}"),
+    ]  # fmt: skip
 
 
 def versus_mlflow(results: list[Result]) -> list[str]:

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 
 from benchmarks.run import RESULTS, run_locust
-from tests.servers import leaves_no_process, running_server
+from harness.servers import leaves_no_process, running_server
 
 USERS = 64
 ALONE = "none"

@@ -30,7 +30,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_HOME / "prometheus")
 
 import pytest  # noqa: E402
 
-from tests.servers import leaves_no_process  # noqa: E402
+from harness.servers import leaves_no_process  # noqa: E402
 
 SAMPLE = 400  # tweets per tiny training run
 _no_process_left = leaves_no_process()
@@ -75,7 +75,7 @@ def trained(tiny_distilbert):
     Sampled runs never take the champion alias automatically, so the session promotes them by hand.
     """
     from train import logreg, lstm, transformer
-    from tweet_sentiment.registry import promote
+    from tweet_sentiment.lifecycle.promotion import promote
 
     models = {
         "logreg": logreg.cli(["--sample", str(SAMPLE)]),
@@ -116,7 +116,7 @@ def postgres():
     import itertools
     import subprocess
 
-    from tests.servers import free_port
+    from harness.servers import free_port
 
     found = shutil.which("pg_ctl") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))), None)
     if not found:
@@ -177,8 +177,8 @@ def smtp():
     """A real SMTP server on loopback (aiosmtpd); yields its inbox and the settings that reach it."""
     from aiosmtpd.controller import Controller
 
-    from tests.servers import free_port
-    from tweet_sentiment.alerting import SMTPSettings
+    from harness.servers import free_port
+    from tweet_sentiment.serve.alerting import SMTPSettings
 
     inbox = Inbox()
     controller = Controller(inbox, hostname="127.0.0.1", port=free_port())

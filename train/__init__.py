@@ -1,1 +1,1 @@
-"""Trainers: one file per model family, each a thin layer over ``tweet_sentiment.train``."""
+"""Trainers: one file per model family, each a thin layer over ``tweet_sentiment.training.train``."""

@@ -20,12 +20,14 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from tweet_sentiment import live
-from tweet_sentiment.drift import DriftError, parse_since
-from tweet_sentiment.registry import ModelNotFound, image_labels, promote, resolve_model, rollback
-from tweet_sentiment.tracking import setup_mlflow
-from tweet_sentiment.train import FAMILIES
-from tweet_sentiment.train import main as train_family
+from tweet_sentiment.core.models import ModelNotFound, image_labels, resolve_model
+from tweet_sentiment.core.prediction_log import PredictionLogError
+from tweet_sentiment.lifecycle import live
+from tweet_sentiment.lifecycle.drift import DriftError, parse_since
+from tweet_sentiment.lifecycle.promotion import promote, rollback
+from tweet_sentiment.lifecycle.tracking import setup_mlflow
+from tweet_sentiment.training.train import FAMILIES
+from tweet_sentiment.training.train import main as train_family
 
 
 def train(argv: list[str]) -> None:
@@ -92,7 +94,7 @@ def manage(argv: list[str]) -> None:
             print(" ".join(f"--opt label={key}={value}" for key, value in image_labels(args.bento).items()))
         else:
             print(resolve_model(args.spec))
-    except (ModelNotFound, DriftError) as error:
+    except (ModelNotFound, DriftError, PredictionLogError) as error:
         sys.exit(f"error: {error}")
 
 

@@ -1,7 +1,7 @@
 """Train the logreg model (tweet_sentiment/logreg.py): ``python -m train.logreg --help`` lists its flags."""
 
-from tweet_sentiment.logreg import FAMILY
-from tweet_sentiment.train import TrainedModel, main
+from tweet_sentiment.training.logreg import FAMILY
+from tweet_sentiment.training.train import TrainedModel, main
 
 
 def cli(argv: list[str] | None = None) -> TrainedModel:

@@ -1,7 +1,7 @@
 """Train the lstm model (tweet_sentiment/lstm.py): ``python -m train.lstm --help`` lists its flags."""
 
-from tweet_sentiment.lstm import FAMILY
-from tweet_sentiment.train import TrainedModel, main
+from tweet_sentiment.training.lstm import FAMILY
+from tweet_sentiment.training.train import TrainedModel, main
 
 
 def cli(argv: list[str] | None = None) -> TrainedModel:

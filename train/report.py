@@ -6,11 +6,11 @@ python -m train.report --check tweet-lstm@champion   # exit 1 if its held-out ac
 
 import argparse
 
-from tweet_sentiment.config import ROOT
-from tweet_sentiment.model_card import for_version
-from tweet_sentiment.registry import ModelNotFound
-from tweet_sentiment.report import champion_runs, check_against_readme, results_table, update_readme
-from tweet_sentiment.tracking import setup_mlflow
+from tweet_sentiment.core.config import ROOT
+from tweet_sentiment.core.models import ModelNotFound
+from tweet_sentiment.lifecycle.model_card import for_version
+from tweet_sentiment.lifecycle.report import champion_runs, check_against_readme, results_table, update_readme
+from tweet_sentiment.lifecycle.tracking import setup_mlflow
 
 CARDS = ROOT / "docs" / "model_cards"
 

@@ -1,7 +1,7 @@
 """Train the transformer (tweet_sentiment/transformer.py): ``python -m train.transformer --help`` lists its flags."""
 
-from tweet_sentiment.train import TrainedModel, main
-from tweet_sentiment.transformer import FAMILY
+from tweet_sentiment.training.train import TrainedModel, main
+from tweet_sentiment.training.transformer import FAMILY
 
 
 def cli(argv: list[str] | None = None) -> TrainedModel:

@@ -10,6 +10,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
+from tweet_model import DECISION_CUT
 from tweet_model.runtime import RUNTIMES
 from tweet_model.text import clean_tweets
 
@@ -20,15 +21,15 @@ EXAMPLE_TWEETS = [
 
 
 def recentre(probs: np.ndarray, threshold: float) -> np.ndarray:
-    """P(positive) shifted in log-odds so that ``threshold`` lands on 0.5, where every consumer cuts.
+    """P(positive) shifted in log-odds so that ``threshold`` lands on DECISION_CUT, where every consumer cuts.
 
     The shift is subtracted in log-odds, so a tweet exactly at the threshold gets exactly 0.5 (a ratio of odds
     can round it to just under, and move it across the cut)."""
     probs = np.asarray(probs, dtype=np.float64)  # float32 would move tweets near the cut across it
-    if threshold == 0.5:
+    if threshold == DECISION_CUT:
         return probs
     probs = np.clip(probs, 1e-12, 1 - 1e-12)
-    log_odds = np.log(probs) - np.log1p(-probs)
+    log_odds = np.log(probs) - np.log1p(-probs)  # the cut, 0.5, is log-odds 0
     return 1 / (1 + np.exp(np.log(threshold) - np.log1p(-threshold) - log_odds))
 
 
@@ -39,7 +40,7 @@ class TweetSentimentModel(mlflow.pyfunc.PythonModel):
         config = context.model_config
         runtime = RUNTIMES[config["family"]]
         self.runtime = runtime(Path(context.artifacts["model"]), **config.get("predictor", {}))
-        self.threshold = float(config.get("threshold", 0.5))
+        self.threshold = float(config.get("threshold", DECISION_CUT))
 
     def predict(self, model_input: list[str], params: dict | None = None) -> list[float]:
         if not model_input:

@@ -1,0 +1,123 @@
+"""The load-test runner in smoke mode, and the random-weight DistilBERT the full run creates."""
+
+import json
+import os
+
+import pytest
+
+from benchmarks import run
+
+
+def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
+    report = run.main(
+        [
+            "--smoke",
+            "--seconds",
+            "6",  # locust's own start-up took all of 3 s once on a loaded machine (no request made)
+            "--out",
+            str(tmp_path),
+            "--lstm",
+            trained["lstm"].bento_tag,
+            "--logreg",
+            trained["logreg"].bento_tag,
+        ]
+    )
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [(r["server"], r["user"]) for r in results] == [
+        ("echo", "OneTweet"),
+        ("logreg batched", "OneTweet"),
+        ("lstm batched", "OneTweet"),
+        ("lstm batched", "Predict"),
+        ("lstm batched", "Feedback"),
+        ("mlflow models serve", "MLflowOneTweet"),  # the same LSTM version, served as a user could instead
+        ("mlflow models serve", "MLflowManyTweets"),
+    ]
+    for result in results:
+        assert result["requests"] > 50 and result["failures"] == 0
+        assert 0 < result["p50"] <= result["p95"] <= result["p99"]
+    text = report.read_text()
+    assert f"{os.cpu_count()} CPU cores" in text
+    assert "tweets/s" in text and "random weights" in text
+    # The model alone: the served ONNX runtime against the native Keras model, with its FLOPs and share of peak.
+    assert "| lstm | onnx, 1 thread | 32 | 1 |" in text and "| lstm | keras (native) | 64 | 1 |" in text
+    assert "GFLOP/s" in text and "ONNX / Keras" in text
+    for image in ("latency_throughput.png", "latency_vs_load.png"):
+        assert (tmp_path / image).stat().st_size > 5_000
+
+
+def test_random_distilbert_for_latency_is_registered_and_imported_into_bentoml():
+    import bentoml
+    import mlflow
+
+    from benchmarks import distilbert_random
+
+    tag = distilbert_random.create()
+    model = bentoml.models.get(tag)
+    assert model.tag.name == distilbert_random.NAME
+    logged = mlflow.pyfunc.load_model(f"models:/{distilbert_random.NAME}/latest")
+    assert logged.model_config["threshold"] == 0.5  # never evaluated: no threshold chosen on validation data
+    run = mlflow.get_run(logged.metadata.run_id)
+    assert run.data.tags["weights"] == "random"
+    probs = logged.predict(["a tweet", "another tweet"])
+    assert len(probs) == 2 and all(0 <= p <= 1 for p in probs)
+
+
+def test_lstm_flops_follow_the_exported_architecture(trained):
+    from benchmarks import model_only
+
+    units, glove_dim = 8, 50  # conftest trains the LSTM with --units 8 on GloVe 6B-50d
+    per_step = model_only.lstm_flops_per_step(trained["lstm"].bento_tag)
+    assert per_step == 2 * 4 * units * (glove_dim + units) * 2  # directions x gates x multiply-adds x 2
+    assert model_only.peak_gflops() > 0
+
+
+def test_shadow_cost_compares_the_p99_of_the_same_rounds():
+    import numpy as np
+
+    from benchmarks import shadow
+
+    rng = np.random.default_rng(1)
+    rounds = [rng.exponential(50, 2_000) for _ in range(4)]
+    runs = [{"challenger": c, "steady": times * factor} for times in rounds for c, factor in (("none", 1), ("x", 1.2))]
+    assert shadow.p99_ratio(runs, "x", np.arange(4)) == pytest.approx(1.2)
+    # A round's runs stay together when the rounds are resampled: the ratio holds in any resample.
+    assert shadow.p99_ratio(runs, "x", np.array([3, 3, 0, 1])) == pytest.approx(1.2)
+
+
+@pytest.mark.slow
+def test_shadow_benchmark_measures_the_champion_alone_and_with_a_challenger(trained, tmp_path):
+    from benchmarks import shadow
+
+    lstm, logreg = trained["lstm"].bento_tag, trained["logreg"].bento_tag
+    out = str(tmp_path / "SHADOW.md")
+    one_short_round = ["--blocks", "1", "--rounds", "1", "--seconds", "6"]
+    report = shadow.main(["--model-tag", lstm, "--challengers", logreg, *one_short_round, "--out", out])
+    rows = {line.split(" | ")[0][2:]: line.split(" | ") for line in report.read_text().splitlines() if line[:2] == "| "}
+    alone, challenger = rows["none"], rows[logreg]
+    assert int(alone[1].replace(",", "")) > 50 and alone[2] == challenger[2] == "0"  # requests, failed
+    low, high = challenger[7].split(" to ")
+    assert float(low[:-1]) <= float(challenger[6].strip("*%")) <= float(high[:-1])  # the estimate in its interval
+    # Every request answered was scored in shadow too (the server may also answer some locust left at its stop).
+    assert challenger[9] == "0 |" and int(challenger[8].replace(",", "")) >= int(challenger[1].replace(",", ""))
+
+
+def test_the_targets_are_checked_on_what_was_measured_and_na_where_a_run_is_missing():
+    def result(server: str, users: int, user: str = "OneTweet", rps: float = 100, p99: float = 50, failures: int = 0):
+        return run.Result(server, user, users, 1000, failures, rps, 10, 20, p99, 1)
+
+    results = [
+        result("echo", 64, p99=80),
+        result("lstm batched", 64, rps=95),
+        result("lstm unbatched", 64, rps=20),
+        result("lstm batched", 64, "Predict", rps=90, p99=150),
+        result(run.MLFLOW, 64, "MLflowOneTweet", rps=40),
+    ]
+    rows = {what: (measured, met) for what, measured, met in run.checks(results, [])}
+    at = "64 users, echo's heaviest load with p99 < 100 ms"
+    assert rows[f"LSTM batched / echo throughput, {at} (>= 0.90)"] == ("0.95", True)
+    assert rows["LSTM batched / unbatched throughput, 64 users (>= 3)"] == ("4.75", True)
+    assert rows[f"/predict, 1 tweet, / {run.MLFLOW}, 64 users (>= 2)"] == ("2.25", True)
+    assert rows["/predict, 1 tweet, 64 users: p99 (< 100 ms)"] == ("150 ms", False)
+    assert rows["DistilBERT p99 / LSTM p99, 10 users (>= 10)"] == ("n/a", None)  # not measured in this run
+    assert rows["requests shed with our settings, echo and LSTM batched, any load (0)"] == ("0", True)
+    assert not any(what.startswith("feedback") for what in rows)

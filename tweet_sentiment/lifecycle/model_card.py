@@ -1,0 +1,133 @@
+"""A model card for every registered version (Mitchell et al., "Model Cards for Model Reporting", 2019).
+
+Written from the version's MLflow run: logged as the run's artifact at the end of training
+(``model_card.md``), carried into the BentoML import (its metadata), served at ``GET /model-card``, and
+written to ``docs/model_cards/`` for the champions by ``python -m train.report``.
+"""
+
+from datetime import UTC, datetime
+
+import mlflow
+from mlflow.entities import Run
+
+from tweet_model import DECISION_CUT
+from tweet_sentiment.core.config import EXTERNAL_TEST_SETS
+from tweet_sentiment.lifecycle import behaviour
+from tweet_sentiment.lifecycle.tracking import test_predictions
+
+ERAS = {
+    "airline": "US airline customer tweets, February 2015, hand-labelled",
+    "sentiment140": "general tweets, April-June 2009, labelled by their emoticons (noisy)",
+}
+SETS = {
+    "test": "held-out split of the training data (10%, stratified by label and source)",
+    "test_airline": "its airline tweets",
+    "tweeteval_val": "TweetEval validation (2017): model selection only",
+    "tweeteval": "TweetEval test (2017): external, never trained or tuned on",
+    "sentiment140_manual": "Sentiment140 hand-labelled test (2009): external, never trained or tuned on",
+}
+WEAK_BELOW = 0.9  # a behavioural capability passed less often than this is a known failure mode
+MISTAKES = 5
+
+
+def render(name: str, version: str, run: Run, mistakes: list[dict] | None = None) -> str:
+    """The card of ``name`` version ``version`` from its training run; ``mistakes``: its most confident
+    wrong predictions on the held-out split (text, label, prob_positive)."""
+    metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
+    dataset = params.get("dataset", "airline")
+    teacher = params.get("teacher")
+    sources = [part.split(":")[0] for part in dataset.split("+")]
+    lines = [
+        f"# Model card: `{name}` version {version}",
+        "",
+        f"{tags.get('family', 'unknown')} model, MLflow run `{run.info.run_id}`, trained "
+        f"{_date(run)} on `{dataset}`"
+        + (f", distilled from `{teacher}`" if teacher not in (None, "None") else "")
+        + ".",
+        "",
+        "## Intended use",
+        "",
+        "Labels an English tweet positive or negative (the service answers `label` and `prob_positive`). Out of "
+        "scope: other languages (the service flags them with a warning: the label is then a guess), neutral "
+        "or mixed sentiment (there is no third class), and text far from the training tweets' domains and eras "
+        "below. Feedback and monitoring exist because the tweets served today are not those.",
+        "",
+        "## Training data",
+        "",
+        *[f"- `{source}`: {ERAS.get(source, 'a user-supplied CSV')}" for source in sources],
+        f"- {params.get('train_rows', '?')} training tweets after cleaning and deduplication"
+        + (", feedback rows included" if params.get("with_feedback") == "True" else "")
+        + "; validation and test splits held out by label and source (seed 42).",
+        "",
+        "## Metrics",
+        "",
+        f"Decision threshold on the model's own P(positive), chosen on validation data: "
+        f"{metrics.get('decision_threshold', DECISION_CUT):.3f} (served P(positive) is re-centred so "
+        f"{DECISION_CUT} is the cut).",
+        "",
+        "| evaluation set | accuracy | F1 (positive) | ROC AUC | specificity (negatives) |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {description} | "
+            + " | ".join(f"{metrics[f'{key}_{m}']:.3f}" for m in ("accuracy", "f1", "roc_auc", "specificity"))
+            + " |"
+            for key, description in SETS.items()
+            if f"{key}_accuracy" in metrics and (key != "test_airline" or sources != ["airline"])
+        ],
+        "",
+        "## Behavioural tests (CheckList suites, share passed)",
+        "",
+        *[
+            f"- {c.name}: {metrics[f'behaviour_{c.name}']:.2f}"
+            for c in behaviour.suite()
+            if f"behaviour_{c.name}" in metrics
+        ],
+        "",
+        "## Serving cost",
+        "",
+        f"{metrics.get('ms_per_tweet_single', float('nan')):.2f} ms for one tweet, "
+        f"{metrics.get('ms_per_tweet_batched', float('nan')):.3f} ms a tweet in batches: the logged model "
+        "as the service calls it, timed in the training run"
+        + (", its int8 copy served" if metrics.get("served_int8") == 1 else "")
+        + ". Served throughput: benchmarks/results/REPORT.md.",
+        "",
+        "## Known failure modes",
+        "",
+        *[
+            f"- {c.name}: passes {metrics[f'behaviour_{c.name}']:.0%} of its behavioural cases"
+            for c in behaviour.suite()
+            if metrics.get(f"behaviour_{c.name}", 1) < WEAK_BELOW
+        ],
+        *[
+            f"- Tweets unlike its training data: {metrics[f'{key}_accuracy']:.3f} accuracy on {key} against "
+            f"{metrics['test_accuracy']:.3f} on its held-out split"
+            for key in EXTERNAL_TEST_SETS
+            if metrics.get(f"{key}_accuracy", 1) < metrics.get("test_accuracy", 0)
+        ],
+    ]
+    if mistakes:
+        lines += ["", "Its most confident mistakes on the held-out split's hand-labelled tweets:", ""]
+        lines += [f"- P(positive) {m['prob_positive']:.2f}, labelled {m['label']}: {m['text']!r}" for m in mistakes]
+    return "\n".join(lines) + "\n"
+
+
+def _date(run: Run) -> str:
+    return datetime.fromtimestamp(run.info.start_time / 1000, UTC).strftime("%Y-%m-%d")
+
+
+def confident_mistakes(predictions: list[dict], count: int = MISTAKES) -> list[dict]:
+    """The ``count`` wrong predictions furthest from the cut (DECISION_CUT on the served, re-centred P(positive))."""
+    wrong = [p for p in predictions if (p["prob_positive"] >= DECISION_CUT) != (p["label"] == 1)]
+    return sorted(wrong, key=lambda p: -abs(p["prob_positive"] - DECISION_CUT))[:count]
+
+
+def for_version(name: str, version: str) -> str:
+    """The card of a registered version, from its run: metrics, parameters and held-out predictions."""
+    client = mlflow.MlflowClient()
+    run = client.get_run(client.get_model_version(name, version).run_id)
+    try:
+        frame = test_predictions(run.info.run_id)
+    except (OSError, mlflow.exceptions.MlflowException):  # a run that logged none
+        return render(name, version, run)
+    clean = frame[~frame["noisy"].astype(bool)] if "noisy" in frame else frame  # emoticon labels' "mistakes" are noise
+    return render(name, version, run, confident_mistakes(clean.to_dict("records")))

@@ -1,0 +1,160 @@
+"""Request and response types of the service, shared by service.py, its tests and its clients.
+
+Request bodies are strict: an unknown field is refused (400, its name in `detail`), and no value is coerced
+(`"wrong": "yes"` or `1` is not `true`). Every text field a store keeps refuses what the stores cannot hold:
+NUL characters (PostgreSQL's text cannot) by its pattern, lone surrogates (not UTF-8) by pydantic itself.
+"""
+
+from typing import Annotated, Literal, Self
+
+from bentoml.validators import ContentType
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
+
+from tweet_model.pyfunc import EXAMPLE_TWEETS
+from tweet_sentiment.core.feedback import IDEMPOTENCY_KEY_CHARS, PREDICTION_ID_CHARS
+
+MAX_TWEET_CHARS = 1_000  # a tweet is at most 280 characters; leave room for URLs and entities
+MAX_TWEETS_PER_REQUEST = 256
+
+# Python's whitespace (str.isspace), spelled out: the same class in the OpenAPI's ECMA regex and in pydantic's,
+# so a tweet the document calls valid is one the server accepts (their \s differ, e.g. on \x1c and \ufeff).
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NOT_BLANK_NO_NULL = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+NO_NULL = r"^[^\x00]*$"
+
+# Examples (OpenAPI 3.0 "example"), not defaults: the Swagger page shows them, and a request
+# without the field is a 400.
+Tweet = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_TWEET_CHARS, pattern=NOT_BLANK_NO_NULL),
+    Field(
+        description=f"Raw tweet text, 1 to {MAX_TWEET_CHARS} characters, not only whitespace, no null bytes",
+        json_schema_extra={"example": EXAMPLE_TWEETS[0]},
+    ),
+]
+Tweets = Annotated[
+    list[Tweet],
+    Field(min_length=1, max_length=MAX_TWEETS_PER_REQUEST, json_schema_extra={"example": EXAMPLE_TWEETS}),
+]
+Label = Literal["negative", "positive"]
+IdempotencyKey = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=IDEMPOTENCY_KEY_CHARS, pattern=NO_NULL),
+    Field(description="Any unique string of the client's (a UUID): a retry with the same key stores nothing twice"),
+]
+PredictionId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=PREDICTION_ID_CHARS, pattern=NO_NULL),
+    Field(description="The `id` of the prediction reported on: joins the report to the answers of both models"),
+]
+ModelName = Annotated[
+    str,
+    StringConstraints(max_length=200, pattern=NO_NULL),
+    Field(description="The `model` of the prediction (default: this server's)"),
+]
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are refused and no value is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PredictRequest(Request):
+    tweet: Tweet
+
+
+class PredictBatchRequest(Request):
+    tweets: Tweets
+
+
+# A report gives the true label or says whether the prediction was wrong: exactly one, not null.
+TRUE_LABEL_OR_WRONG = [
+    {"required": ["true_label"], "properties": {"true_label": {"type": "string"}}},
+    {"required": ["wrong"], "properties": {"wrong": {"type": "boolean"}}},
+]
+
+
+class FeedbackReport(Request):
+    """A report on one prediction: its true label, or whether it was wrong (exactly one of them)."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": TRUE_LABEL_OR_WRONG})
+
+    tweet: Tweet
+    predicted_label: Label
+    true_label: Label | None = None
+    wrong: StrictBool | None = None
+    model: ModelName | None = None
+    idempotency_key: IdempotencyKey | None = None
+    prediction_id: PredictionId | None = None
+
+    @model_validator(mode="after")
+    def one_verdict(self) -> Self:
+        if (self.true_label is None) == (self.wrong is None):
+            raise ValueError("give true_label, or wrong (true/false): one of them")
+        return self
+
+
+class StatusRequest(Request):
+    pass
+
+
+class Prediction(BaseModel):
+    id: str = Field(description="This answer's id: name it in /feedback (`prediction_id`)")
+    label: Label
+    prob_positive: float = Field(ge=0, le=1)
+    model: str = Field(description="Registered model and version that answered, e.g. tweet-lstm/3@champion")
+    language: str | None = Field(
+        default=None, description="ISO 639-1 language of the tweet; null when too short or mixed to tell"
+    )
+    warning: str | None = Field(default=None, description="Set when the prediction is unreliable, e.g. not English")
+
+
+# Declaring the content type matters for speed: without it BentoML rebuilds the JSON schema of a
+# list output on every response to find its MIME type (20% of the server's CPU under load).
+Predictions = Annotated[list[Prediction], ContentType("application/json")]
+
+
+class FeedbackReceipt(BaseModel):
+    id: int = Field(description="The stored report's id")
+    wrong: bool
+    wrong_in_window: int | None = Field(
+        description="Wrong predictions reported in the alert window; null when the report was stored but the "
+        "alert state could not be read"
+    )
+    alert_open: bool | None = Field(description="null when the alert state could not be read")
+
+
+class ServedModelInfo(BaseModel):
+    name: str = Field(description="Registered model in MLflow")
+    version: str = Field(description="Its version in the MLflow Model Registry")
+    alias: str | None = Field(default=None, description="The MLflow alias the server was started with, if any")
+    bento_tag: str
+    family: str
+    mlflow_run_id: str
+
+
+class ShadowStatus(BaseModel):
+    """The challenger scored in shadow, compared with the champion by this worker since it started."""
+
+    challenger: str = Field(description="Registered model and version of the challenger, e.g. tweet-lstm/4@challenger")
+    queued: int = Field(description="Champion model calls waiting for the challenger")
+    scored: int = Field(description="Tweets both models answered")
+    skipped: int = Field(description="Tweets the challenger skipped: its queue was full")
+    failed: int = Field(description="Tweets the challenger failed on")
+    agreement: float | None = Field(description="Share of scored tweets both models gave the same label")
+    labelled: int = Field(description="Scored tweets with labelled feedback")
+    champion_accuracy: float | None = Field(description="On those labelled tweets")
+    challenger_accuracy: float | None = Field(description="On the same labelled tweets")
+
+
+class Status(BaseModel):
+    model: str
+    served: ServedModelInfo
+    family: str
+    alert_open: bool | None = Field(default=None, description="null while the feedback store is unavailable")
+    wrong_in_window: int | None = Field(default=None, description="null while the feedback store is unavailable")
+    alert_threshold: int
+    alert_window_seconds: float
+    degraded: list[str] = Field(description="dependencies failing now: feedback_store, prediction_log")
+    shadow: ShadowStatus | None = Field(default=None, description="null when no challenger is served")

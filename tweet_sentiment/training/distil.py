@@ -1,0 +1,68 @@
+"""Distillation (Tang et al. 2019): a teacher model's P(positive) replaces noisy training labels.
+
+The noisy-labelled sources (Sentiment140's emoticon labels) are relabelled by the teacher, usually
+the fine-tuned transformer's champion, so a fast student (the LSTM) learns its judgement on many
+more tweets. Scores are cached per teacher version and texts, since scoring a transformer over tens of
+thousands of tweets takes minutes.
+"""
+
+import hashlib
+import logging
+
+import mlflow
+import numpy as np
+
+from tweet_model import DECISION_CUT
+from tweet_sentiment.core.config import settings
+from tweet_sentiment.core.models import ModelSpec
+from tweet_sentiment.training import data
+from tweet_sentiment.training.data import Split
+
+log = logging.getLogger(__name__)
+
+
+def teacher_version(spec: str) -> tuple[str, str]:
+    """``name@alias`` or ``name/version`` -> (name, version) in the registry."""
+    model = ModelSpec.parse(spec)
+    return model.name, model.registered_version()
+
+
+def teacher_probabilities(name: str, version: str, texts: list[str], batch_size: int = 256) -> np.ndarray:
+    """The teacher's P(positive) for each text, from the cache when it scored these texts before."""
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    cache = settings().cache_dir / "teacher" / f"{name}-v{version}-{digest}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    from tqdm import tqdm
+
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    order = np.argsort([len(t) for t in texts])  # similar lengths together: little padding
+    probs = np.empty(len(texts))
+    for start in tqdm(range(0, len(texts), batch_size), desc=f"teacher {name}/{version}", unit="batch"):
+        index = order[start : start + batch_size]
+        probs[index] = model.predict([texts[i] for i in index])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, probs)
+    return probs
+
+
+def distil(parts: Split, teacher: str, agreeing_only: bool = False) -> tuple[Split, str, int]:
+    """The split with its noisy-labelled training rows relabelled by the teacher: a soft ``target``
+    (P(positive)) and the hard ``label`` it rounds to. With ``agreeing_only``, the noisy rows whose own
+    label the teacher contradicts are dropped instead (noisy-label filtering: the rows kept have two
+    witnesses). Returns the split, the teacher's ``name/version`` and how many noisy rows it labelled."""
+    name, version = teacher_version(teacher)
+    train = parts.train.assign(target=parts.train["label"].astype(float))
+    noisy = data.noisy(train)
+    if noisy.any():
+        probs = teacher_probabilities(name, version, train.loc[noisy, "text"].tolist())
+        labels = (probs >= DECISION_CUT).astype(int)
+        contradicted = noisy.copy()
+        contradicted[noisy] = labels != train.loc[noisy, "label"].to_numpy()
+        train.loc[noisy, "target"], train.loc[noisy, "label"] = probs, labels
+        if agreeing_only:
+            train = train[~contradicted].reset_index(drop=True)
+            log.info("teacher %s/%s contradicts %d noisy labels: rows dropped", name, version, contradicted.sum())
+    labelled = int(data.noisy(train).sum())
+    log.info("teacher %s/%s labelled %d of %d training tweets", name, version, labelled, len(train))
+    return Split(train, parts.val, parts.test), f"{name}/{version}", labelled
