@@ -24,10 +24,10 @@ from sqlalchemy.exc import DBAPIError
 
 from tweet_model import DECISION_CUT
 from tweet_model.pyfunc import EXAMPLE_TWEETS
-from tweet_sentiment.core import prediction_log
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
 from tweet_sentiment.core.models import ModelNotFound, resolve_model
+from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
 from tweet_sentiment.serve.alerting import AlertSender, SMTPSettings
 from tweet_sentiment.serve.guards import (
@@ -121,7 +121,6 @@ PAGES = pages(
     workers=args.workers,
     traffic={"timeout": 30},
     metrics={"enabled": True},
-    monitoring={"enabled": True, "type": "tweet_sentiment.serve.internals.PredictionLog"},  # in TWEETS_MONITOR_DIR
     logging={"access": {"enabled": args.access_log}},
 )
 class TweetSentiment:
@@ -133,6 +132,7 @@ class TweetSentiment:
         self.predict_proba = load_model(pyfunc_path(SERVED.bento_tag))
         self.model_label = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer, log and metric
         self.prediction_ids = PredictionIds()
+        self.prediction_log = PredictionLog(worker=bentoml.server_context.worker_index or 0)
         self.shadow = None
         if CHALLENGER:  # in a process of its own (tweet_sentiment/shadow.py), loaded before /readyz says yes
             load = partial(load_model, pyfunc_path(CHALLENGER.bento_tag))
@@ -161,9 +161,11 @@ class TweetSentiment:
 
     @bentoml.on_shutdown
     def stop(self) -> None:
-        """The challenger scores and logs what is queued; the alert sender finishes what it is sending."""
+        """The challenger scores what is queued, the prediction log writes it all; the alert sender finishes
+        what it is sending."""
         if self.shadow:
             self.shadow.stop()
+        self.prediction_log.close()
         self.alerts.stop()
 
     def _predict(self, tweets: list[str]) -> list[Prediction]:
@@ -192,7 +194,7 @@ class TweetSentiment:
         """One prediction-log record per model call (drift report, live comparison), with the challenger's
         answers when one is served."""
         challenger = self.shadow.label if self.shadow else None
-        prediction_log.record(ids, tweets, probs, self.model_label, challenger, challenger_probs)
+        self.prediction_log.record(ids, tweets, probs, self.model_label, challenger, challenger_probs)
 
     @bentoml.api(input_spec=PredictRequest)
     async def predict(self, tweet: Tweet) -> Prediction:
@@ -265,7 +267,7 @@ class TweetSentiment:
         except DBAPIError as error:
             self.feedback_store.health.failed(error)
             state = None
-        degraded = [d.name for d in (self.feedback_store.health, internals.PredictionLog.health) if d.degraded]
+        degraded = [d.name for d in (self.feedback_store.health, PredictionLog.health) if d.degraded]
         return Status(
             model=self.model_label,
             served=ServedModelInfo(

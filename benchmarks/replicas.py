@@ -193,7 +193,8 @@ class Load:
                 body = {"tweet": "late again", "predicted_label": "positive", "wrong": True}
                 try:
                     answer = client.post("/feedback", json=body | {"idempotency_key": str(uuid.uuid4())})
-                    self.feedback.append((answer.status_code, answer.json().get("id")))
+                    stored = answer.json().get("id") if answer.status_code == 200 else None  # nginx's 502 is HTML
+                    self.feedback.append((answer.status_code, stored))
                 except httpx.HTTPError:
                     self.feedback.append((0, None))
 

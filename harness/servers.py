@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -193,17 +193,17 @@ def _become_subreaper() -> None:
 def refuses_connections(url: str, within: float = 10) -> bool:
     """True once nothing accepts a TCP connection at ``url``'s port (trying for ``within`` seconds)."""
     address = urllib.parse.urlsplit(url)
-    deadline = time.monotonic() + within
-    while True:
+
+    def refused() -> bool:
         try:
             socket.create_connection((address.hostname, address.port), timeout=1).close()
         except ConnectionRefusedError:
             return True
         except OSError:
             pass
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.1)
+        return False
+
+    return eventually(refused, within)
 
 
 def server_process(url: str) -> psutil.Process:
@@ -215,14 +215,22 @@ def server_process(url: str) -> psutil.Process:
 
 def answers_200(url: str, within: float = 0) -> bool:
     """True when a GET of ``url`` answers 200 (each try within 2 s), trying again for ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
+
+    def ok() -> bool:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return True
+                return response.status == 200
         except OSError:
-            pass
+            return False
+
+    return eventually(ok, within)
+
+
+def eventually(check: Callable[[], bool], within: float) -> bool:
+    """True as soon as ``check()`` is, trying every 0.1 s for ``within`` seconds; else False."""
+    deadline = time.monotonic() + within
+    while not check():
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.1)
+    return True

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import yaml
 
+from harness.servers import eventually
 from tweet_sentiment.core.config import ROOT, settings
 from tweet_sentiment.serve.telemetry import configure_azure_monitor
 
@@ -99,10 +100,14 @@ def test_prometheus_rule_matches_the_exported_metrics(http):
 def test_predictions_are_logged_for_the_drift_report_even_after_feedback(http, trained):
     http.post("/feedback", json=WRONG)
     http.post("/predict", json={"tweet": "monitor me please"})
-    logs = list((settings().monitor_dir / "tweet_predictions" / "data").glob("*.log"))
-    assert logs, "bentoml.monitor wrote no prediction log"
-    records = [json.loads(line) for log in logs for line in log.read_text().splitlines()]
-    [record] = [r for r in records if r.get("tweets") == ["monitor me please"]]  # one record per model call
+    folder = settings().monitor_dir / "tweet_predictions" / "data"
+
+    def logged() -> list[dict]:  # the log is written off the request path, a moment later
+        records = [json.loads(line) for log in folder.glob("*.log") for line in log.read_text().splitlines()]
+        return [r for r in records if r.get("tweets") == ["monitor me please"]]
+
+    assert eventually(lambda: bool(logged()), within=5), "no prediction-log record of the request"
+    [record] = logged()  # one record per model call
     [prob] = record["probs_positive"]
     assert 0 <= prob <= 1 and record["model"] == trained["lstm"].label("champion")
 

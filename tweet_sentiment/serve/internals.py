@@ -10,7 +10,6 @@ import logging
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
@@ -21,7 +20,6 @@ import bentoml.serving
 import prometheus_client.values
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
-from bentoml._internal.monitoring.default import DefaultMonitor
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
 from pydantic import ValidationError
@@ -29,7 +27,6 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
 
 from tweet_sentiment.core.config import settings
-from tweet_sentiment.core.dependencies import Dependency
 from tweet_sentiment.serve.runtime import Answer, AsyncPredictTweets, PredictTweets
 
 # The versions every patch here was written and tested for (requirements-serve.lock pins the same).
@@ -184,44 +181,6 @@ def adaptive_batching(
         get_batch_size=len,
     )
     return dispatcher(predict_merged)
-
-
-class PredictionLog(DefaultMonitor):
-    """BentoML's default monitor (rotating JSON files) in TWEETS_MONITOR_DIR, read in the server.
-
-    Named as the service's monitoring ``type`` instead of a ``log_path`` option, which bento.yaml would
-    record at build time as a path of the build machine. A record that cannot be written (a full disk, an
-    unwritable folder) is counted as a failure of the ``prediction_log`` dependency instead of printing a
-    traceback per model call; the prediction is answered all the same.
-
-    Pinned by tests/live/test_faults.py (a full disk) and tests/live/test_monitoring.py.
-    """
-
-    health = Dependency("prediction_log")
-
-    def __init__(self, name: str, **options) -> None:
-        super().__init__(name, **(options | {"log_path": str(settings().monitor_dir)}))
-        self._failed = False
-
-    def _init_logger(self) -> None:
-        super()._init_logger()
-        for logger in (self.data_logger, self.schema_logger):
-            for handler in logger.handlers:
-                handler.handleError = self._dropped
-
-    def _dropped(self, record_or_error: logging.LogRecord | BaseException) -> None:
-        self._failed = True
-        self.health.failed(record_or_error if isinstance(record_or_error, BaseException) else sys.exc_info()[1])
-
-    def stop_record(self) -> None:
-        self._failed = False
-        try:
-            super().stop_record()
-        except (OSError, ValueError) as error:  # no folder or file for the log (logging's dictConfig: ValueError)
-            self.data_logger = self.schema_logger = None  # set up again on the next record
-            self._dropped(error)
-        if not self._failed:
-            self.health.succeeded()
 
 
 worker_deaths_total = bentoml.metrics.Counter(
