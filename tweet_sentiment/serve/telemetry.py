@@ -30,6 +30,7 @@ def configure_azure_monitor(connection_string: str | None = None) -> AzureExport
     connection_string = connection_string or (secret.get_secret_value() if secret else None)
     if not connection_string:
         return None
+    # Only with a connection string: a server without one loads none of Azure's exporters.
     from azure.monitor.opentelemetry.exporter import AzureMonitorLogExporter, AzureMonitorTraceExporter
     from opentelemetry import trace
     from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler

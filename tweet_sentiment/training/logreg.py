@@ -1,4 +1,4 @@
-"""TF-IDF + logistic regression: the fast, strong baseline."""
+"""TF-IDF + logistic regression: the fast, strong baseline (scikit-learn's trainers imported where they fit)."""
 
 from dataclasses import dataclass
 from pathlib import Path

@@ -2,6 +2,7 @@
 
 The Keras model takes strings (its TextVectorization is inside). The export writes the vocabulary and
 an ONNX graph of the rest, so serving needs ONNX Runtime only (tweet_model.runtime.LSTMRuntime).
+Keras and onnx are imported inside the functions that use them: loading the families loads no TensorFlow.
 """
 
 from __future__ import annotations

