@@ -36,6 +36,7 @@ from harness.servers import (
     running_server,
     server_process,
 )
+from tweet_sentiment.serve.internals import remove_dead_servers_metrics
 
 NGINX = """
 worker_processes 1;
@@ -143,6 +144,7 @@ class Replica:
         if not refuses_connections(self.url):
             raise RuntimeError(f"the killed replica's port {self.port} still accepts connections")
         self.stack.close()
+        remove_dead_servers_metrics(Path(tempfile.gettempdir()))  # a killed server cannot remove its own
 
 
 def start_replica(model_tag: str, env: dict[str, str], port: int) -> Replica:
