@@ -172,7 +172,7 @@ def leaves_no_process() -> Iterator[None]:
     _become_subreaper()
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     yield
-    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before and not _own_helper(p)]
     running = [p for p in left if _running(p)]
     names = describe(running)
     if running:
@@ -182,6 +182,15 @@ def leaves_no_process() -> Iterator[None]:
             os.waitpid(process.pid, os.WNOHANG)
     if running:
         raise RuntimeError(f"processes outlived the run (killed now): {names}")
+
+
+def _own_helper(process: psutil.Process) -> bool:
+    """multiprocessing's resource tracker or fork server for this very process: each ends when it does."""
+    try:
+        command = " ".join(process.cmdline())
+    except psutil.Error:
+        return False
+    return "multiprocessing.resource_tracker" in command or "multiprocessing.forkserver" in command
 
 
 def _become_subreaper() -> None:
