@@ -134,7 +134,7 @@ class TweetSentiment:
         self.prediction_ids = PredictionIds()
         self.prediction_log = PredictionLog(worker=bentoml.server_context.worker_index or 0)
         self.shadow = None
-        if CHALLENGER:  # in a process of its own (tweet_sentiment/shadow.py), loaded before /readyz says yes
+        if CHALLENGER:  # in a process of its own (serve/shadow.py), loaded before /readyz says yes
             load = partial(load_model, pyfunc_path(CHALLENGER.bento_tag))
             self.shadow = Shadow(load, CHALLENGER.label, self._log, config.shadow_queue_calls)
             self.shadow.start()

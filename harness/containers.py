@@ -51,7 +51,9 @@ def docker_engine() -> Iterator[dict[str, str]]:
         return
     if not shutil.which("dockerd") or os.geteuid() != 0:
         raise RuntimeError("no Docker engine: install Debian's docker.io and run as root (.ci/run does)")
-    folder = Path(tempfile.mkdtemp(prefix="tweet-sentiment-docker-"))
+    # Under /tmp itself, whatever TMPDIR says: containerd's sockets live under it, and a socket's path has at
+    # most 107 bytes. The folder is removed when the engine stops.
+    folder = Path(tempfile.mkdtemp(prefix="tweet-sentiment-docker-", dir="/tmp"))
     socket = folder / "docker.sock"
     env["DOCKER_HOST"] = f"unix://{socket}"
     with open(folder / "dockerd.log", "w") as log:

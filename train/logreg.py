@@ -1,4 +1,4 @@
-"""Train the logreg model (tweet_sentiment/logreg.py): ``python -m train.logreg --help`` lists its flags."""
+"""Train the logreg model (tweet_sentiment/training/logreg.py): ``python -m train.logreg --help`` lists its flags."""
 
 from tweet_sentiment.training.logreg import FAMILY
 from tweet_sentiment.training.train import TrainedModel, main

@@ -1,4 +1,4 @@
-"""Train the lstm model (tweet_sentiment/lstm.py): ``python -m train.lstm --help`` lists its flags."""
+"""Train the lstm model (tweet_sentiment/training/lstm.py): ``python -m train.lstm --help`` lists its flags."""
 
 from tweet_sentiment.training.lstm import FAMILY
 from tweet_sentiment.training.train import TrainedModel, main

@@ -1,4 +1,4 @@
-"""Train the transformer (tweet_sentiment/transformer.py): ``python -m train.transformer --help`` lists its flags."""
+"""Train the transformer (tweet_sentiment/training/transformer.py); `--help` lists its flags."""
 
 from tweet_sentiment.training.train import TrainedModel, main
 from tweet_sentiment.training.transformer import FAMILY
