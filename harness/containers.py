@@ -117,7 +117,8 @@ def ensure_base_image(env: dict[str, str]) -> str:
         )
         for certificate in glob.glob("/usr/local/share/ca-certificates/*"):  # a TLS proxy's, where there is one
             shutil.copy(certificate, f"{rootfs}/usr/local/share/ca-certificates/")
-        subprocess.run(["chroot", rootfs, "update-ca-certificates"], check=True, capture_output=True)
+        inside = {k: v for k, v in os.environ.items() if k != "TMPDIR"}  # this host's TMPDIR is not in the rootfs
+        subprocess.run(["chroot", rootfs, "update-ca-certificates"], check=True, capture_output=True, env=inside)
         # The official image has no PEP 668 marker: BentoML's Dockerfile pip-installs uv system-wide.
         Path(f"{rootfs}/usr/lib/python3.11/EXTERNALLY-MANAGED").unlink(missing_ok=True)
         tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
