@@ -273,10 +273,12 @@ def private_prometheus_dir() -> str:
         folder = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     BentoMLContainer.prometheus_multiproc_dir.set(folder)
-    # The serving process's own metrics (a worker's death: report_worker_deaths) go to the folder too, where
-    # the workers' /metrics reads them: prometheus_client chose its single-process mode when it was imported.
-    os.environ.update(PROMETHEUS_MULTIPROC_DIR=folder)
-    prometheus_client.values.ValueClass = prometheus_client.values.get_value_class()
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # The serving process's own metrics (a worker's death: report_worker_deaths) go to the folder too, where
+        # the workers' /metrics reads them: prometheus_client chose its single-process mode when it was imported.
+        # (Workers start with the folder in their environment: their metrics are written there already.)
+        os.environ.update(PROMETHEUS_MULTIPROC_DIR=folder)
+        prometheus_client.values.ValueClass = prometheus_client.values.get_value_class()
     return folder
 
 
