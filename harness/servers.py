@@ -215,6 +215,13 @@ def refuses_connections(url: str, within: float = 10) -> bool:
     return eventually(refused, within)
 
 
+def metric_total(url: str, series: str) -> float:
+    """The sum of the samples of ``series`` (a name and labels, e.g. ``x_total{a="b"}``) in ``url``/metrics."""
+    with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(series))
+
+
 def server_process(url: str) -> psutil.Process:
     """The `bentoml serve` process listening at ``url`` (its workers are its children)."""
     port = str(urllib.parse.urlsplit(url).port)

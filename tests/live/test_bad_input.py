@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import DBAPIError
 
-from harness.servers import running_server, server_process
+from harness.servers import metric_total, running_server, server_process
 from tweet_sentiment.core.feedback import FeedbackStore, connect, feedback_table, is_outage
 
 REPORT = {"tweet": "the crew was lovely", "predicted_label": "negative", "wrong": True}
@@ -37,9 +37,7 @@ def raw_json(**fields: str) -> bytes:
 
 
 def failures(client: httpx.Client) -> float:
-    metrics = client.get("/metrics").text
-    prefix = 'tweet_dependency_failures_total{dependency="feedback_store"}'
-    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
+    return metric_total(str(client.base_url), 'tweet_dependency_failures_total{dependency="feedback_store"}')
 
 
 @pytest.mark.parametrize("field", ["prediction_id", "model", "idempotency_key", "tweet"])

@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 
-from harness.servers import eventually, running_server, server_process
+from harness.servers import eventually, metric_total, running_server, server_process
 from tweet_sentiment.core.dependencies import Dependency
 
 TWEET = "the crew was lovely"
@@ -60,9 +60,7 @@ def test_a_full_disk_drops_prediction_log_records_counted_never_failing_a_predic
         assert {a.status_code for a in answers} == {200}
 
         def dropped() -> float:  # the log is written off the request path: counted a moment later
-            metrics = client.get("/metrics").text
-            prefix = 'tweet_dependency_failures_total{dependency="prediction_log"}'
-            return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(prefix))
+            return metric_total(url, 'tweet_dependency_failures_total{dependency="prediction_log"}')
 
         assert eventually(lambda: dropped() >= 30, within=5), dropped()  # one record per model call, each counted
         assert client.post("/status", json={}).json()["degraded"] == ["prediction_log"]
