@@ -273,10 +273,10 @@ def private_prometheus_dir() -> str:
         folder = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
     BentoMLContainer.prometheus_multiproc_dir.set(folder)
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if prometheus_client.values.ValueClass is prometheus_client.values.MutexValue:
         # The serving process's own metrics (a worker's death: report_worker_deaths) go to the folder too, where
         # the workers' /metrics reads them: prometheus_client chose its single-process mode when it was imported.
-        # (Workers start with the folder in their environment: their metrics are written there already.)
+        # (Workers start with the folder in their environment: they are in multiprocess mode already.)
         os.environ.update(PROMETHEUS_MULTIPROC_DIR=folder)
         prometheus_client.values.ValueClass = prometheus_client.values.get_value_class()
     return folder
