@@ -42,7 +42,7 @@ test: install $(CHECKOV_VENV)/bin/checkov
 	CHECKOV=$(CHECKOV_VENV)/bin/checkov $(PY) -m pytest
 
 test-slow: install
-	$(PY) -m pytest -m slow
+	$(PY) -m pytest -m "slow or spark"
 
 ## The teacher (MiniLM) if it has no champion yet, then the LSTM distilled from it.
 train-lstm: data
@@ -94,7 +94,7 @@ streamlit: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL, Docker and debootstrap.
+## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL, Docker, debootstrap, nginx, Java.
 system-deps:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus postgresql \
-		docker.io debootstrap iptables
+		docker.io debootstrap iptables nginx openjdk-17-jre-headless

@@ -26,6 +26,7 @@ from tweet_model import DECISION_CUT
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
+from tweet_sentiment.core.language import detect_language, language_warning
 from tweet_sentiment.core.models import ModelNotFound, resolve_model
 from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
@@ -40,7 +41,6 @@ from tweet_sentiment.serve.guards import (
     RequireToken,
     error_response,
 )
-from tweet_sentiment.serve.language import detect_language, language_warning
 from tweet_sentiment.serve.loading import PredictionIds, load_model, pyfunc_path
 from tweet_sentiment.serve.openapi import as_answered
 from tweet_sentiment.serve.pages import pages

@@ -75,6 +75,12 @@ class ManyTweets(Tweets):
     size = 32
 
 
+class MaxTweets(Tweets):
+    """Requests of 256 tweets each, the most a request may hold: the server's best batch shape."""
+
+    size = 256
+
+
 class Predict(TweetUser):
     """The one-tweet endpoint (`{"tweet": ...}`): adaptive batching merges these too."""
 

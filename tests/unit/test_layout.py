@@ -23,6 +23,7 @@ ALLOWED = {
         "tweet_sentiment.lifecycle",
         "tweet_sentiment.training",
     },
+    "tweet_sentiment.batch": {"tweet_model", "tweet_sentiment.core", "tweet_sentiment.batch"},
     "service": {"tweet_model", "tweet_sentiment.core", "tweet_sentiment.serve"},
     "harness": {"harness", "tweet_model", "tweet_sentiment.core"},
 }

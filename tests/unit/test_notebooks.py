@@ -9,13 +9,16 @@ from nbclient import NotebookClient
 from tweet_sentiment.core.config import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SPARK = pytest.mark.spark  # the batch-scoring notebook starts a local Spark
 
 
 def outputs(notebook) -> str:
     return json.dumps([cell.get("outputs", []) for cell in notebook.cells])
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path", [pytest.param(p, id=p.name, marks=[SPARK] if "batch" in p.name else []) for p in NOTEBOOKS]
+)
 def test_notebook_runs(path, trained, monkeypatch):
     monkeypatch.setenv("NOTEBOOK_SAMPLE", "300")
     notebook = nbformat.read(path, as_version=4)
@@ -25,10 +28,12 @@ def test_notebook_runs(path, trained, monkeypatch):
     if "comparison" in path.name:
         assert trained["lstm"].name in text and trained["logreg"].name in text
         assert "image/png" in text  # ROC curves and confusion matrices were drawn
+    if "batch" in path.name:
+        assert "scored 300 tweets with tweet-lstm/" in text and "image/png" in text
 
 
 def test_saved_notebooks_are_executed_and_small():
-    assert len(NOTEBOOKS) == 2
+    assert len(NOTEBOOKS) == 3
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]

@@ -17,7 +17,7 @@ def test_emoji_are_kept_and_odd_input_never_fails():
 
 
 def test_language_is_identified_with_confidence_only():
-    from tweet_sentiment.serve.language import detect_language, language_warning
+    from tweet_sentiment.core.language import detect_language, language_warning
 
     assert detect_language("@united thanks, the crew was fantastic http://t.co/x #happy") == "en"
     assert detect_language("Das Essen war schrecklich und der Service langsam") == "de"

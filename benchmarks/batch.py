@@ -1,0 +1,223 @@
+"""Batch scoring on Spark against the model alone and the server: writes benchmarks/results/BATCH.md.
+
+    python -m benchmarks.batch                      # 1,000,000 tweets for the LSTM and the logistic regression
+    python -m benchmarks.batch --tweets 20000       # a quick run
+
+For each model: the Spark job (`score_archive`, what `python -m batch score` runs) on ``local[2]``; the
+model alone, its pyfunc's predict over the same tweets in as many processes as Spark has cores; and the
+server (`bentoml serve`, one worker) under locust with 32 and 256 tweets a request. Sentiment140's sample,
+repeated, is the archive.
+"""
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+from benchmarks.run import RESULTS, Target, run_locust
+from harness.servers import leaves_no_process, running_server
+from tweet_sentiment.batch.scoring import BatchModel, score_archive, spark_session
+from tweet_sentiment.core.models import ModelNotFound
+from tweet_sentiment.lifecycle.tracking import setup_mlflow
+from tweet_sentiment.training.data import load_sentiment140
+
+CORES = 2  # local[2]: the machine's two cores
+CHUNK = 10_000  # tweets a model call in both: Spark's Arrow batch (spark.sql.execution.arrow.maxRecordsPerBatch)
+SERVER_LOADS = (("ManyTweets", 32), ("MaxTweets", 256))  # (locust user, tweets a request), 8 users each
+SERVER_USERS, SERVER_SECONDS = 8, 20
+
+
+@dataclass
+class Measured:
+    model: str  # spec, e.g. tweet-lstm@champion
+    version: str  # tweet-lstm/3@champion
+    tweets: int
+    spark_tweets_per_s: float = 0.0
+    alone_tweets_per_s: float = 0.0
+    server_tweets_per_s: dict[int, float] = field(default_factory=dict)  # tweets a request -> tweets/s
+    peak_mb: dict[str, float] = field(default_factory=dict)  # driver (Python), JVM, Python workers
+
+
+class PeakMemory:
+    """The peak resident memory of this process, its JVM and the JVM's Python workers, sampled every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak = {"driver (Python)": 0.0, "JVM (driver and executor)": 0.0, "executors' Python workers": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            try:
+                driver = me.memory_info().rss
+                jvms = [p for p in me.children() if "java" in p.name()]
+                jvm = sum(p.memory_info().rss for p in jvms)
+                workers = sum(c.memory_info().rss for p in jvms for c in p.children(recursive=True))
+            except psutil.Error:  # a worker ended while being read
+                continue
+            for key, value in zip(self.peak, (driver, jvm, workers), strict=True):
+                self.peak[key] = max(self.peak[key], value / 2**20)
+
+
+def archive(tweets: int, folder: Path) -> Path:
+    """Sentiment140's sample repeated to ``tweets`` rows, with an id, as Parquet."""
+    texts = load_sentiment140()["text"].tolist()
+    rows = pd.DataFrame({"id": range(tweets), "text": [texts[i % len(texts)] for i in range(tweets)]})
+    path = folder / f"tweets-{tweets}.parquet"
+    rows.to_parquet(path, row_group_size=100_000)
+    return path
+
+
+def _predict_share(uri: str, tweets: list[str], results: "multiprocessing.Queue") -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"  # as each Spark task's runtime
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(uri)
+    model.predict(tweets[:8])
+    start = time.perf_counter()
+    for i in range(0, len(tweets), CHUNK):
+        model.predict(tweets[i : i + CHUNK])
+    results.put(time.perf_counter() - start)
+
+
+def model_alone(uri: str, tweets: list[str]) -> float:
+    """Tweets/s of the pyfunc's predict over ``tweets``, split across CORES processes (loading excluded)."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    shares = [tweets[i::CORES] for i in range(CORES)]
+    processes = [context.Process(target=_predict_share, args=(uri, share, results)) for share in shares]
+    for process in processes:
+        process.start()
+    seconds = max(results.get(timeout=3600) for _ in processes)
+    for process in processes:
+        process.join()
+    return len(tweets) / seconds
+
+
+def server_rates(spec: str) -> dict[int, float]:
+    """Tweets/s of one `bentoml serve` worker under locust, per request size."""
+    rates = {}
+    with tempfile.TemporaryDirectory() as raw, running_server(f"model_tag={spec}") as url:
+        for user, size in SERVER_LOADS:
+            stats = run_locust(url, user, SERVER_USERS, SERVER_SECONDS, Path(raw) / user)
+            rates[size] = stats["rps"] * size
+    return rates
+
+
+def measure(spec: str, tweets: int, folder: Path) -> Measured:
+    model = BatchModel.resolve(spec)
+    path = archive(tweets, folder)
+    result = Measured(spec, model.label, tweets)
+    print(f"== {model.label}: {tweets:,} tweets", flush=True)
+    with PeakMemory() as memory, spark_session(f"local[{CORES}]") as spark:
+        summary = score_archive(spark, spec, str(path), str(folder / f"scored-{model.name}"), overwrite=True)
+    result.spark_tweets_per_s, result.peak_mb = summary.tweets_per_second, memory.peak
+    print(f"   spark: {result.spark_tweets_per_s:,.0f} tweets/s", flush=True)
+    result.alone_tweets_per_s = model_alone(model.uri, pd.read_parquet(path)["text"].tolist())
+    print(f"   alone: {result.alone_tweets_per_s:,.0f} tweets/s", flush=True)
+    result.server_tweets_per_s = server_rates(spec)
+    print(f"   server: {result.server_tweets_per_s}", flush=True)
+    return result
+
+
+def targets(lstm: Measured) -> list[Target]:
+    return [
+        Target(
+            "LSTM on Spark / the model alone, same cores (≥ 0.5)",
+            lambda: lstm.spark_tweets_per_s / lstm.alone_tweets_per_s,
+            lambda ratio: ratio >= 0.5,
+        ),
+        Target(
+            "LSTM on Spark / the server on 32-tweet requests (≥ 2)",
+            lambda: lstm.spark_tweets_per_s / lstm.server_tweets_per_s[32],
+            lambda ratio: ratio >= 2,
+        ),
+    ]
+
+
+def report(results: list[Measured], out: Path) -> Path:
+    rows = [
+        "| model | tweets | Spark, local[2] | model alone, 2 processes | Spark / alone | server, 32 a request "
+        "| server, 256 a request | Spark / server (32) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        rows.append(
+            f"| {r.version} | {r.tweets:,} | {r.spark_tweets_per_s:,.0f} | {r.alone_tweets_per_s:,.0f} "
+            f"| {r.spark_tweets_per_s / r.alone_tweets_per_s:.2f} | {r.server_tweets_per_s[32]:,.0f} "
+            f"| {r.server_tweets_per_s[256]:,.0f} | {r.spark_tweets_per_s / r.server_tweets_per_s[32]:.1f} |"
+        )
+    memory = ["| model | " + " | ".join(results[0].peak_mb) + " |", "|---|" + "---:|" * len(results[0].peak_mb)]
+    memory += [f"| {r.version} | " + " | ".join(f"{mb:,.0f} MB" for mb in r.peak_mb.values()) + " |" for r in results]
+    lstm = next((r for r in results if "lstm" in r.model), None)
+    checks = [target.check() for target in targets(lstm)] if lstm else []
+    verdict = {True: "met", False: "**not met**", None: "not measured"}
+    text = f"""# Batch scoring on Spark
+
+Generated by `python -m benchmarks.batch` on {os.cpu_count()} cores ({time.strftime("%Y-%m-%d")}). Tweets/s over
+the whole job: Spark reads the Parquet archive, scores every tweet with MLflow's Spark UDF of the registered
+model and detects its language, and writes Parquet (`score_archive`, what `python -m batch score` runs; its
+time excludes starting Spark). The model alone: the same pyfunc's `predict` over the same tweets, {CHUNK:,} a
+call, in {CORES} processes of one thread each. The server: `bentoml serve`, one worker, {SERVER_USERS} locust
+users for {SERVER_SECONDS} s, locust on the same cores.
+
+## Tweets per second
+
+{chr(10).join(rows)}
+
+## Targets
+
+| target | measured | |
+|---|---:|---|
+{chr(10).join(f"| {what} | {value} | {verdict[met]} |" for what, value, met in checks)}
+
+## Peak memory during the Spark job
+
+{chr(10).join(memory)}
+"""
+    path = out / "BATCH.md"
+    path.write_text(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tweets", type=int, default=1_000_000, help="for the LSTM and the logistic regression")
+    parser.add_argument("--transformer-tweets", type=int, default=5_000)
+    parser.add_argument("--models", nargs="+", default=["tweet-lstm@champion", "tweet-logreg@champion"])
+    parser.add_argument("--transformer", default="tweet-minilm@champion", help="skipped if not registered")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    setup_mlflow()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="tweet-batch-bench-") as folder:
+        for spec in args.models:
+            results.append(measure(spec, args.tweets, Path(folder)))
+        try:
+            results.append(measure(args.transformer, args.transformer_tweets, Path(folder)))
+        except ModelNotFound as missing:
+            print(f"   no transformer: {missing}")
+    path = report(results, args.out)
+    print(path.read_text())
+    return path
+
+
+if __name__ == "__main__":
+    with leaves_no_process():
+        main()

@@ -1,0 +1,313 @@
+"""Score a tweet archive on Spark with a registered model: MLflow's Spark UDF of the same pyfunc the server loads.
+
+The job reads Parquet, CSV or JSON lines, keeps every input column, and adds the fields the server answers
+(``label``, ``prob_positive``, ``model``, ``language``, ``warning``) with the model's version and alias, and a
+``reason`` where a tweet could not be scored (no text, or only whitespace): such rows are kept, not dropped.
+The output is written to a hidden staging folder beside the target, then renamed into place, so a job stopped
+midway leaves no half-written output that looks whole; the next run removes what a stopped one left.
+"""
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from pyspark import SparkConf, SparkContext
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from tweet_model import DECISION_CUT
+from tweet_sentiment.core.config import LABELS, ROOT, settings
+from tweet_sentiment.core.language import detect_language, language_warning
+from tweet_sentiment.core.models import ModelNotFound, ModelSpec, model_label
+
+# pandas 3 runs the UDFs here: the tests compare their answers with the server's.
+warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
+
+# What the job adds to every row, after the input's own columns: the server's answer, typed.
+OUTPUT_FIELDS = T.StructType(
+    [
+        T.StructField("label", T.StringType()),  # null where the tweet was not scored (see reason)
+        T.StructField("prob_positive", T.DoubleType()),
+        T.StructField("model", T.StringType()),  # as the server names it: tweet-lstm/3@champion
+        T.StructField("model_version", T.IntegerType()),
+        T.StructField("model_alias", T.StringType()),
+        T.StructField("language", T.StringType()),
+        T.StructField("warning", T.StringType()),
+        T.StructField("reason", T.StringType()),  # why a tweet was not scored; null when it was
+    ]
+)
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
+NO_TEXT, BLANK_TEXT = "no text", "only whitespace"
+INCOMPLETE = ".incomplete-"  # staging folders: hidden (a leading dot), so Spark and Hive readers skip them
+LANGUAGE = T.StructType([T.StructField("language", T.StringType()), T.StructField("warning", T.StringType())])
+# Shipped to the executors (SparkContext.addPyFile): what the UDFs import of the project, nothing else.
+EXECUTOR_CODE = ("tweet_model", "tweet_sentiment/__init__.py", "tweet_sentiment/core", "tweet_sentiment/batch")
+
+
+class BatchInputError(ValueError):
+    """The input or output of a job is not usable as given; the message says what was found."""
+
+
+@dataclass(frozen=True)
+class BatchModel:
+    """A registered model version, pinned when the job starts: every executor scores with the same one."""
+
+    name: str
+    version: str
+    alias: str | None
+
+    @classmethod
+    def resolve(cls, spec: str) -> "BatchModel":
+        """``NAME@ALIAS`` or ``NAME/VERSION``, parsed as the server parses them (ModelSpec)."""
+        model = ModelSpec.parse(spec)
+        if model.bento_tag:
+            raise ModelNotFound(f"{spec!r}: batch scoring takes a registered model, NAME@ALIAS or NAME/VERSION")
+        client = MlflowClient(settings().tracking_uri)
+        version = model.registered_version(client)
+        try:
+            client.get_model_version(model.name, version)
+        except mlflow.exceptions.MlflowException as error:
+            raise ModelNotFound(f"{spec!r}: {model.name} has no version {version}") from error
+        return cls(model.name, version, model.alias)
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    @property
+    def label(self) -> str:
+        return model_label(self.name, self.version, self.alias)
+
+
+@dataclass
+class BatchSummary:
+    """What a job wrote: where, how many tweets, by label and language, and how fast."""
+
+    output: str
+    model: str
+    tweets: int
+    seconds: float
+    labels: dict[str, int] = field(default_factory=dict)  # "not scored" for the rows with a reason
+    languages: dict[str, int] = field(default_factory=dict)  # "unknown" where the identifier was not confident
+
+    @property
+    def tweets_per_second(self) -> float:
+        return self.tweets / self.seconds if self.seconds else 0.0
+
+    def __str__(self) -> str:
+        def counts(items: dict[str, int]) -> str:
+            return ", ".join(f"{key} {count:,}" for key, count in items.items())
+
+        return (
+            f"scored {self.tweets:,} tweets with {self.model} in {self.seconds:.1f} s "
+            f"({self.tweets_per_second:,.0f} tweets/s)\n  labels: {counts(self.labels)}\n"
+            f"  languages: {counts(self.languages)}\n  output: {self.output}"
+        )
+
+
+@contextmanager
+def spark_session(master: str | None = None, task_threads: int = 1) -> Iterator[SparkSession]:
+    """A SparkSession for scoring, stopped at the end: on ``master``, else spark-submit's, else ``local[*]``.
+    Each task's model runtime gets ``task_threads`` threads (as many cores as a task takes, spark.task.cpus),
+    so concurrent tasks do not oversubscribe an executor."""
+    master = master or SparkConf().get("spark.master", "local[*]")
+    os.environ.update(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")  # Spark's progress bar is the job's
+    builder = (
+        SparkSession.builder.master(master)
+        .appName("tweet-sentiment-batch")
+        .config("spark.task.cpus", str(task_threads))
+        .config("spark.executorEnv.OMP_NUM_THREADS", str(task_threads))  # read by tweet_model.runtime
+        .config("spark.ui.showConsoleProgress", "true")  # Spark's own progress bar, on stderr
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+    )
+    if master.startswith("local"):  # the executors are this machine's: the driver's interpreter, its packages
+        os.environ.update(PYSPARK_PYTHON=sys.executable)  # read by pyspark, not by the spark.pyspark.python conf
+    spark = builder.getOrCreate()
+    try:
+        with tempfile.TemporaryDirectory(prefix="tweet-batch-code-") as folder:
+            spark.sparkContext.addPyFile(str(executor_code(Path(folder))))
+            yield spark
+    finally:
+        spark.stop()
+        stop_jvm()
+
+
+def stop_jvm() -> None:
+    """Stop the JVM pyspark started, which it keeps running after SparkSession.stop() for a later session of
+    this process: nothing of a job outlives it. The JVM exits when its standard input closes."""
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.shutdown()
+    gateway.proc.stdin.close()
+    gateway.proc.wait(timeout=60)
+    SparkContext._gateway = SparkContext._jvm = None
+
+
+def executor_code(folder: Path) -> Path:
+    """A zip of the project code the executors import (EXECUTOR_CODE), for SparkContext.addPyFile."""
+    archive = folder / "tweet_sentiment_batch.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for part in EXECUTOR_CODE:
+            path = ROOT / part
+            for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
+                zipped.write(file, file.relative_to(ROOT))
+    return archive
+
+
+def read_tweets(spark: SparkSession, path: str, text_column: str, fmt: str | None = None) -> DataFrame:
+    """The archive at ``path`` (a file or a folder of them) as a DataFrame; its text column as strings."""
+    fmt = fmt or FORMATS.get(Path(path.rstrip("/")).suffix.lower())
+    if fmt is None:
+        raise BatchInputError(f"cannot tell the format of {path!r} from its name: pass --format parquet, csv or json")
+    reader = spark.read
+    if fmt == "csv":  # tweets hold commas, quotes and line breaks
+        reader = reader.options(header=True, multiLine=True, escape='"')
+    try:
+        tweets = reader.format(fmt).load(path)
+    except Exception as error:  # Spark's AnalysisException for a missing path or unreadable files
+        raise BatchInputError(f"cannot read {path!r} as {fmt}: {str(error).splitlines()[0]}") from error
+    if text_column not in tweets.columns:
+        raise BatchInputError(
+            f"{path!r} has no column {text_column!r}; its columns: {', '.join(tweets.columns) or 'none'}. "
+            "Name the text column with --text-column."
+        )
+    clash = sorted(set(tweets.columns) & set(OUTPUT_FIELDS.fieldNames()))
+    if clash:
+        raise BatchInputError(
+            f"{path!r} already has the column(s) {', '.join(clash)}, which the scores would replace: "
+            "rename them in the input first"
+        )
+    return tweets.withColumn(text_column, F.col(text_column).cast("string"))
+
+
+@F.pandas_udf(LANGUAGE)
+def languages(texts: pd.Series) -> pd.DataFrame:
+    """The language of each tweet and the warning the server gives with it (tweet_sentiment.core.language)."""
+    found = [detect_language(text) for text in texts.tolist()]  # not element by element from Arrow
+    return pd.DataFrame({"language": found, "warning": [language_warning(language) for language in found]})
+
+
+def score(tweets: DataFrame, model: BatchModel, text_column: str) -> DataFrame:
+    """Every input row with OUTPUT_FIELDS added: tweets with text scored by the model's Spark UDF, the others
+    kept with a reason."""
+    text = F.col(text_column)
+    blank = text.isNull() | (F.regexp_replace(text, r"(?U)\s", "") == "")  # (?U): Unicode whitespace too
+    # The logged pyfunc, loaded once per task by MLflow; this environment's packages are the model's.
+    predict = mlflow.pyfunc.spark_udf(tweets.sparkSession, model.uri, result_type="double", env_manager="local")
+    prob = F.col("prob_positive")
+    scored = (
+        tweets.where(~blank)
+        .withColumn("prob_positive", predict(text))
+        .withColumn("_language", languages(text))
+        .withColumn("label", F.when(prob >= DECISION_CUT, LABELS[1]).otherwise(LABELS[0]))
+        .withColumn("language", F.col("_language.language"))
+        .withColumn("warning", F.col("_language.warning"))
+    )
+    skipped = tweets.where(blank).withColumn("reason", F.when(text.isNull(), NO_TEXT).otherwise(BLANK_TEXT))
+    fixed = {"model": model.label, "model_version": int(model.version), "model_alias": model.alias}
+
+    def with_output_fields(rows: DataFrame) -> DataFrame:
+        def value(name: str) -> Column:
+            if name in fixed:
+                return F.lit(fixed[name])
+            return F.col(name) if name in rows.columns else F.lit(None)
+
+        fields = [value(out.name).cast(out.dataType).alias(out.name) for out in OUTPUT_FIELDS.fields]
+        return rows.select(*tweets.columns, *fields)
+
+    return with_output_fields(scored).unionByName(with_output_fields(skipped))
+
+
+def write_atomically(
+    rows: DataFrame, output: str, overwrite: bool = False, partitions: int | None = None, partition_by: tuple = ()
+) -> None:
+    """Write Parquet to a staging folder beside ``output``, then rename it into place (the previous output, with
+    ``overwrite``, is replaced only once the new one is whole). Each task writes its own files, in parallel."""
+    spark = rows.sparkSession
+    jvm = spark.sparkContext._jvm
+    target = jvm.org.apache.hadoop.fs.Path(output)
+    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    target = fs.makeQualified(target)
+    if fs.exists(target) and not overwrite:
+        raise BatchInputError(f"{output!r} exists: pass --overwrite to replace it")
+    parent, name = target.getParent(), target.getName()
+    for stale in fs.globStatus(jvm.org.apache.hadoop.fs.Path(parent, f".{name}{INCOMPLETE}*")) or []:
+        fs.delete(stale.getPath(), True)  # what a stopped run left: never readable as output
+    staging = jvm.org.apache.hadoop.fs.Path(parent, f".{name}{INCOMPLETE}{uuid.uuid4().hex}")
+    if partitions:
+        rows = rows.repartition(partitions)
+    rows.write.partitionBy(*partition_by).parquet(staging.toString())
+    replaced = jvm.org.apache.hadoop.fs.Path(parent, f".{name}.replaced-{uuid.uuid4().hex}")
+    if fs.exists(target) and not fs.rename(target, replaced):
+        raise OSError(f"could not move the previous {output!r} aside; the new output is at {staging}")
+    if not fs.rename(staging, target):
+        raise OSError(f"could not rename {staging} to {output!r}")
+    fs.delete(replaced, True)
+
+
+def summarise(spark: SparkSession, output: str, model: BatchModel, seconds: float) -> BatchSummary:
+    """Counts per label and language of a written output (read back: what is there is what is counted)."""
+    written = spark.read.parquet(output)
+    label = F.coalesce(F.col("label"), F.lit("not scored")).alias("label")
+    language = F.coalesce(F.col("language"), F.lit("unknown")).alias("language")
+    by = written.groupBy(label, language).count().toPandas()
+    return BatchSummary(
+        output=output,
+        model=model.label,
+        tweets=int(by["count"].sum()),
+        seconds=seconds,
+        labels=by.groupby("label")["count"].sum().sort_values(ascending=False).astype(int).to_dict(),
+        languages=by.groupby("language")["count"].sum().sort_values(ascending=False).astype(int).to_dict(),
+    )
+
+
+def score_archive(
+    spark: SparkSession,
+    model_spec: str,
+    input_path: str,
+    output: str,
+    text_column: str = "text",
+    fmt: str | None = None,
+    overwrite: bool = False,
+    partitions: int | None = None,
+    partition_by: tuple[str, ...] = (),
+) -> BatchSummary:
+    """The whole job: resolve the model, read, score, write atomically, summarise."""
+    model = BatchModel.resolve(model_spec)
+    tweets = read_tweets(spark, input_path, text_column, fmt)
+    missing = sorted(set(partition_by) - set(tweets.columns) - set(OUTPUT_FIELDS.fieldNames()))
+    if missing:
+        raise BatchInputError(f"cannot partition by {', '.join(missing)}: not a column of the input or the output")
+    start = time.perf_counter()
+    write_atomically(score(tweets, model, text_column), output, overwrite, partitions, partition_by)
+    return summarise(spark, output, model, time.perf_counter() - start)
+
+
+def log_to_mlflow(summary: BatchSummary, input_path: str, experiment: str = "tweet-batch-scoring") -> str:
+    """An MLflow run recording the job: input, model, output, counts and rate. Returns its id."""
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"score {Path(input_path).name}") as run:
+        mlflow.log_params({"input": input_path, "output": summary.output, "model": summary.model})
+        mlflow.log_metrics(
+            {
+                "tweets": summary.tweets,
+                "seconds": summary.seconds,
+                "tweets_per_second": summary.tweets_per_second,
+                **{f"label_{key.replace(' ', '_')}": count for key, count in summary.labels.items()},
+            }
+        )
+        mlflow.log_dict({"labels": summary.labels, "languages": summary.languages}, "summary.json")
+    return run.info.run_id
