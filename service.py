@@ -26,7 +26,7 @@ from tweet_model import DECISION_CUT
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
-from tweet_sentiment.core.language import detect_language, language_warning
+from tweet_sentiment.core.language import detect_languages, language_warning
 from tweet_sentiment.core.models import ModelNotFound, resolve_model
 from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
@@ -172,7 +172,7 @@ class TweetSentiment:
         model_batch_size.observe(len(tweets))
         ids = self.prediction_ids.take(len(tweets))
         probs = self.predict_proba(tweets)
-        languages = [detect_language(tweet) for tweet in tweets]
+        languages = detect_languages(tweets)
         predictions = [
             Prediction(
                 id=prediction_id,

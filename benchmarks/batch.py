@@ -42,6 +42,7 @@ class Measured:
     spark_tweets_per_s: float = 0.0
     alone_tweets_per_s: float = 0.0
     server_tweets_per_s: dict[int, float] = field(default_factory=dict)  # tweets a request -> tweets/s
+    server_failures: dict[int, int] = field(default_factory=dict)  # tweets a request -> failed requests
     peak_mb: dict[str, float] = field(default_factory=dict)  # driver (Python), JVM, Python workers
 
 
@@ -110,14 +111,15 @@ def model_alone(uri: str, tweets: list[str]) -> float:
     return len(tweets) / seconds
 
 
-def server_rates(spec: str) -> dict[int, float]:
-    """Tweets/s of one `bentoml serve` worker under locust, per request size."""
-    rates = {}
+def server_rates(spec: str) -> tuple[dict[int, float], dict[int, int]]:
+    """Tweets/s answered by one `bentoml serve` worker under locust, and failed requests, per request size."""
+    rates, failures = {}, {}
     with tempfile.TemporaryDirectory() as raw, running_server(f"model_tag={spec}") as url:
         for user, size in SERVER_LOADS:
             stats = run_locust(url, user, SERVER_USERS, SERVER_SECONDS, Path(raw) / user)
-            rates[size] = stats["rps"] * size
-    return rates
+            answered = 1 - stats["failures"] / stats["requests"]  # a failed request answered no tweet
+            rates[size], failures[size] = stats["rps"] * answered * size, stats["failures"]
+    return rates, failures
 
 
 def measure(spec: str, tweets: int, folder: Path) -> Measured:
@@ -131,8 +133,8 @@ def measure(spec: str, tweets: int, folder: Path) -> Measured:
     print(f"   spark: {result.spark_tweets_per_s:,.0f} tweets/s", flush=True)
     result.alone_tweets_per_s = model_alone(model.uri, pd.read_parquet(path)["text"].tolist())
     print(f"   alone: {result.alone_tweets_per_s:,.0f} tweets/s", flush=True)
-    result.server_tweets_per_s = server_rates(spec)
-    print(f"   server: {result.server_tweets_per_s}", flush=True)
+    result.server_tweets_per_s, result.server_failures = server_rates(spec)
+    print(f"   server: {result.server_tweets_per_s}, failed requests {result.server_failures}", flush=True)
     return result
 
 
@@ -158,10 +160,14 @@ def report(results: list[Measured], out: Path) -> Path:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
+        served = {
+            size: f"{rate:,.0f}" + (f" ({r.server_failures[size]:,} failed)" if r.server_failures[size] else "")
+            for size, rate in r.server_tweets_per_s.items()
+        }
         rows.append(
             f"| {r.version} | {r.tweets:,} | {r.spark_tweets_per_s:,.0f} | {r.alone_tweets_per_s:,.0f} "
-            f"| {r.spark_tweets_per_s / r.alone_tweets_per_s:.2f} | {r.server_tweets_per_s[32]:,.0f} "
-            f"| {r.server_tweets_per_s[256]:,.0f} | {r.spark_tweets_per_s / r.server_tweets_per_s[32]:.1f} |"
+            f"| {r.spark_tweets_per_s / r.alone_tweets_per_s:.2f} | {served[32]} | {served[256]} "
+            f"| {r.spark_tweets_per_s / r.server_tweets_per_s[32]:.1f} |"
         )
     memory = ["| model | " + " | ".join(results[0].peak_mb) + " |", "|---|" + "---:|" * len(results[0].peak_mb)]
     memory += [f"| {r.version} | " + " | ".join(f"{mb:,.0f} MB" for mb in r.peak_mb.values()) + " |" for r in results]

@@ -17,10 +17,16 @@ def test_emoji_are_kept_and_odd_input_never_fails():
 
 
 def test_language_is_identified_with_confidence_only():
-    from tweet_sentiment.core.language import detect_language, language_warning
+    from tweet_sentiment.core.language import detect_languages, language_warning
 
-    assert detect_language("@united thanks, the crew was fantastic http://t.co/x #happy") == "en"
-    assert detect_language("Das Essen war schrecklich und der Service langsam") == "de"
-    assert detect_language("@united #") is None
+    tweets = [
+        "@united thanks, the crew was fantastic http://t.co/x #happy",
+        "Das Essen war schrecklich und der Service langsam",
+        "@united #",
+        "ok",  # too short to be sure of
+        "Le vol a été annulé,\nje suis très mécontent !",  # a line break inside
+    ]
+    assert detect_languages(tweets) == ["en", "de", None, None, "fr"]
+    assert detect_languages([]) == []
     assert language_warning("en") is None and language_warning(None) is None
     assert "'de', not English" in language_warning("de")

