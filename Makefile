@@ -13,7 +13,7 @@ IMAGE ?= tweet-sentiment:dev
 
 .PHONY: install data serve test test-slow train train-lstm results drift image lock lint bench bench-smoke streamlit clean system-deps
 
-$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-runtimes.txt
+$(VENV)/.installed: requirements.txt requirements-serve.txt requirements-runtimes.txt requirements-batch.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@

@@ -1,7 +1,7 @@
 """Batch scoring on Spark against the model alone and the server: writes benchmarks/results/BATCH.md.
 
     python -m benchmarks.batch                      # 1,000,000 tweets for the LSTM and the logistic regression
-    python -m benchmarks.batch --tweets 20000       # a quick run
+    python -m benchmarks.batch --tweets 20000 --rounds 1      # a quick run
 
 For each model: the Spark job (`score_archive`, what `python -m batch score` runs) on ``local[2]``; the
 model alone, its pyfunc's predict over the same tweets in as many processes as Spark has cores; and the
@@ -36,14 +36,26 @@ SERVER_USERS, SERVER_SECONDS = 8, 20
 
 @dataclass
 class Measured:
+    """Each way's tweets/s, one figure per round."""
+
     model: str  # spec, e.g. tweet-lstm@champion
     version: str  # tweet-lstm/3@champion
     tweets: int
-    spark_tweets_per_s: float = 0.0
-    alone_tweets_per_s: float = 0.0
-    server_tweets_per_s: dict[int, float] = field(default_factory=dict)  # tweets a request -> tweets/s
-    server_failures: dict[int, int] = field(default_factory=dict)  # tweets a request -> failed requests
-    peak_mb: dict[str, float] = field(default_factory=dict)  # driver (Python), JVM, Python workers
+    spark: list[float] = field(default_factory=list)
+    alone: list[float] = field(default_factory=list)
+    server: dict[int, list[float]] = field(default_factory=dict)  # tweets a request -> tweets/s answered
+    server_failures: int = 0
+    peak_mb: dict[str, float] = field(default_factory=dict)  # the highest of the rounds' Spark jobs
+
+    @staticmethod
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
+    @staticmethod
+    def cell(values: list[float]) -> str:
+        """The mean, and the range where the rounds differ."""
+        mean = sum(values) / len(values)
+        return f"{mean:,.0f}" + (f" ({min(values):,.0f}-{max(values):,.0f})" if len(values) > 1 else "")
 
 
 class PeakMemory:
@@ -111,30 +123,36 @@ def model_alone(uri: str, tweets: list[str]) -> float:
     return len(tweets) / seconds
 
 
-def server_rates(spec: str) -> tuple[dict[int, float], dict[int, int]]:
-    """Tweets/s answered by one `bentoml serve` worker under locust, and failed requests, per request size."""
-    rates, failures = {}, {}
+def server_rates(spec: str, result: "Measured") -> None:
+    """Tweets/s answered by one `bentoml serve` worker under locust, per request size."""
     with tempfile.TemporaryDirectory() as raw, running_server(f"model_tag={spec}") as url:
         for user, size in SERVER_LOADS:
             stats = run_locust(url, user, SERVER_USERS, SERVER_SECONDS, Path(raw) / user)
             answered = 1 - stats["failures"] / stats["requests"]  # a failed request answered no tweet
-            rates[size], failures[size] = stats["rps"] * answered * size, stats["failures"]
-    return rates, failures
+            result.server.setdefault(size, []).append(stats["rps"] * answered * size)
+            result.server_failures += stats["failures"]
 
 
-def measure(spec: str, tweets: int, folder: Path) -> Measured:
+def measure(spec: str, tweets: int, folder: Path, rounds: int) -> Measured:
+    """Spark, the model alone and the server, in alternated order round after round (the machine's speed
+    drifts over minutes: one run of each would compare different machines)."""
     model = BatchModel.resolve(spec)
     path = archive(tweets, folder)
+    texts = pd.read_parquet(path)["text"].tolist()
     result = Measured(spec, model.label, tweets)
-    print(f"== {model.label}: {tweets:,} tweets", flush=True)
-    with PeakMemory() as memory, spark_session(f"local[{CORES}]") as spark:
-        summary = score_archive(spark, spec, str(path), str(folder / f"scored-{model.name}"), overwrite=True)
-    result.spark_tweets_per_s, result.peak_mb = summary.tweets_per_second, memory.peak
-    print(f"   spark: {result.spark_tweets_per_s:,.0f} tweets/s", flush=True)
-    result.alone_tweets_per_s = model_alone(model.uri, pd.read_parquet(path)["text"].tolist())
-    print(f"   alone: {result.alone_tweets_per_s:,.0f} tweets/s", flush=True)
-    result.server_tweets_per_s, result.server_failures = server_rates(spec)
-    print(f"   server: {result.server_tweets_per_s}, failed requests {result.server_failures}", flush=True)
+
+    def spark() -> None:
+        with PeakMemory() as memory, spark_session(f"local[{CORES}]") as session:
+            summary = score_archive(session, spec, str(path), str(folder / "scored"), overwrite=True)
+        result.spark.append(summary.tweets_per_second)
+        result.peak_mb = {key: max(mb, result.peak_mb.get(key, 0)) for key, mb in memory.peak.items()}
+
+    ways = [spark, lambda: result.alone.append(model_alone(model.uri, texts)), lambda: server_rates(spec, result)]
+    for round_ in range(rounds):
+        for way in ways if round_ % 2 == 0 else ways[::-1]:
+            way()
+        print(f"== {model.label}, round {round_ + 1}: spark {result.spark}, alone {result.alone}, "
+              f"server {result.server}", flush=True)  # fmt: skip
     return result
 
 
@@ -142,12 +160,12 @@ def targets(lstm: Measured) -> list[Target]:
     return [
         Target(
             "LSTM on Spark / the model alone, same cores (≥ 0.5)",
-            lambda: lstm.spark_tweets_per_s / lstm.alone_tweets_per_s,
+            lambda: lstm.mean(lstm.spark) / lstm.mean(lstm.alone),
             lambda ratio: ratio >= 0.5,
         ),
         Target(
             "LSTM on Spark / the server on 32-tweet requests (≥ 2)",
-            lambda: lstm.spark_tweets_per_s / lstm.server_tweets_per_s[32],
+            lambda: lstm.mean(lstm.spark) / lstm.mean(lstm.server[32]),
             lambda ratio: ratio >= 2,
         ),
     ]
@@ -156,18 +174,14 @@ def targets(lstm: Measured) -> list[Target]:
 def report(results: list[Measured], out: Path) -> Path:
     rows = [
         "| model | tweets | Spark, local[2] | model alone, 2 processes | Spark / alone | server, 32 a request "
-        "| server, 256 a request | Spark / server (32) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| server, 256 a request | Spark / server (32) | failed requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        served = {
-            size: f"{rate:,.0f}" + (f" ({r.server_failures[size]:,} failed)" if r.server_failures[size] else "")
-            for size, rate in r.server_tweets_per_s.items()
-        }
         rows.append(
-            f"| {r.version} | {r.tweets:,} | {r.spark_tweets_per_s:,.0f} | {r.alone_tweets_per_s:,.0f} "
-            f"| {r.spark_tweets_per_s / r.alone_tweets_per_s:.2f} | {served[32]} | {served[256]} "
-            f"| {r.spark_tweets_per_s / r.server_tweets_per_s[32]:.1f} |"
+            f"| {r.version} | {r.tweets:,} | {r.cell(r.spark)} | {r.cell(r.alone)} "
+            f"| {r.mean(r.spark) / r.mean(r.alone):.2f} | {r.cell(r.server[32])} | {r.cell(r.server[256])} "
+            f"| {r.mean(r.spark) / r.mean(r.server[32]):.1f} | {r.server_failures} |"
         )
     memory = ["| model | " + " | ".join(results[0].peak_mb) + " |", "|---|" + "---:|" * len(results[0].peak_mb)]
     memory += [f"| {r.version} | " + " | ".join(f"{mb:,.0f} MB" for mb in r.peak_mb.values()) + " |" for r in results]
@@ -181,7 +195,8 @@ the whole job: Spark reads the Parquet archive, scores every tweet with MLflow's
 model and detects its language, and writes Parquet (`score_archive`, what `python -m batch score` runs; its
 time excludes starting Spark). The model alone: the same pyfunc's `predict` over the same tweets, {CHUNK:,} a
 call, in {CORES} processes of one thread each. The server: `bentoml serve`, one worker, {SERVER_USERS} locust
-users for {SERVER_SECONDS} s, locust on the same cores.
+users for {SERVER_SECONDS} s, locust on the same cores. Each figure is the mean of {len(results[0].spark)} rounds that
+alternate the order of the three (the range in brackets); ratios are of the means.
 
 ## Tweets per second
 
@@ -195,6 +210,9 @@ users for {SERVER_SECONDS} s, locust on the same cores.
 
 ## Peak memory during the Spark job
 
+Resident memory, the highest sample (every 0.2 s) of the rounds; the Python workers' figure adds up each
+worker's, pages they share counted in each.
+
 {chr(10).join(memory)}
 """
     path = out / "BATCH.md"
@@ -205,7 +223,8 @@ users for {SERVER_SECONDS} s, locust on the same cores.
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tweets", type=int, default=1_000_000, help="for the LSTM and the logistic regression")
-    parser.add_argument("--transformer-tweets", type=int, default=5_000)
+    parser.add_argument("--transformer-tweets", type=int, default=2_000)
+    parser.add_argument("--rounds", type=int, default=2, help="alternated rounds of the three ways")
     parser.add_argument("--models", nargs="+", default=["tweet-lstm@champion", "tweet-logreg@champion"])
     parser.add_argument("--transformer", default="tweet-minilm@champion", help="skipped if not registered")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -214,9 +233,9 @@ def main(argv: list[str] | None = None) -> Path:
     results = []
     with tempfile.TemporaryDirectory(prefix="tweet-batch-bench-") as folder:
         for spec in args.models:
-            results.append(measure(spec, args.tweets, Path(folder)))
+            results.append(measure(spec, args.tweets, Path(folder), args.rounds))
         try:
-            results.append(measure(args.transformer, args.transformer_tweets, Path(folder)))
+            results.append(measure(args.transformer, args.transformer_tweets, Path(folder), args.rounds))
         except ModelNotFound as missing:
             print(f"   no transformer: {missing}")
     path = report(results, args.out)

@@ -61,6 +61,7 @@ def test_spark_answers_what_the_server_answers(family, trained, spark, archive, 
     assert summary.tweets == len(rows) == len(pd.read_parquet(archive))
     assert len(list(output.glob("part-*.parquet"))) == 3  # written in parallel, a file per partition
     assert list(rows.columns) == ["id", "text", "day", *OUTPUT_FIELDS.fieldNames()]
+    assert summary.labels["not scored"] == 3 and sum(summary.labels.values()) == len(rows)
     assert set(rows["model"]) == {f"{model.name}/{model.version}@champion"}
     assert set(rows["model_version"]) == {int(model.version)} and set(rows["day"]) == {"2026-12-03"}
 
@@ -90,6 +91,8 @@ def test_bad_input_is_named_and_nothing_is_overwritten_unasked(trained, spark, a
         score_archive(spark, "tweet-lstm@champion", str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ModelNotFound, match="has no alias 'nope'"):
         score_archive(spark, "tweet-lstm@nope", str(csv), str(tmp_path / "out"))
+    with pytest.raises(BatchInputError, match="cannot partition by day: not a column"):
+        score_archive(spark, "tweet-lstm@champion", str(csv), str(tmp_path / "out"), "body", partition_by=("day",))
 
     output = tmp_path / "out"
     first = score_archive(spark, "tweet-lstm@champion", str(csv), str(output), text_column="body")
@@ -98,8 +101,9 @@ def test_bad_input_is_named_and_nothing_is_overwritten_unasked(trained, spark, a
     with pytest.raises(BatchInputError, match="exists: pass --overwrite"):
         score_archive(spark, "tweet-lstm@champion", str(archive), str(output))
     assert len(pd.read_parquet(output)) == 2  # untouched
-    score_archive(spark, "tweet-lstm@champion", str(archive), str(output), overwrite=True)
+    score_archive(spark, "tweet-lstm@champion", str(archive), str(output), overwrite=True, partition_by=("day",))
     assert len(pd.read_parquet(output)) == len(pd.read_parquet(archive))
+    assert [folder.name for folder in output.glob("day=*")] == ["day=2026-12-03"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []  # nothing left beside it
 
 

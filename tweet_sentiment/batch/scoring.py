@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 from mlflow import MlflowClient
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import DataFrame, SparkSession
@@ -28,8 +27,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from tweet_model import DECISION_CUT
+from tweet_sentiment.batch.udfs import languages
 from tweet_sentiment.core.config import LABELS, ROOT, settings
-from tweet_sentiment.core.language import detect_languages, language_warning
 from tweet_sentiment.core.models import ModelNotFound, ModelSpec, model_label
 
 # pandas 3 runs the UDFs here: the tests compare their answers with the server's.
@@ -52,8 +51,15 @@ FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "jso
 NO_TEXT, BLANK_TEXT = "no text", "only whitespace"
 INCOMPLETE = ".incomplete-"  # staging folders: hidden (a leading dot), so Spark and Hive readers skip them
 LANGUAGE = T.StructType([T.StructField("language", T.StringType()), T.StructField("warning", T.StringType())])
-# Shipped to the executors (SparkContext.addPyFile): what the UDFs import of the project, nothing else.
-EXECUTOR_CODE = ("tweet_model", "tweet_sentiment/__init__.py", "tweet_sentiment/core", "tweet_sentiment/batch")
+# Shipped to the executors (SparkContext.addPyFile): what the language UDF imports of the project, nothing else
+# (the model carries its own code).
+EXECUTOR_CODE = (
+    "tweet_sentiment/__init__.py",
+    "tweet_sentiment/core/__init__.py",
+    "tweet_sentiment/core/language.py",
+    "tweet_sentiment/batch/__init__.py",
+    "tweet_sentiment/batch/udfs.py",
+)
 
 
 class BatchInputError(ValueError):
@@ -160,10 +166,8 @@ def executor_code(folder: Path) -> Path:
     """A zip of the project code the executors import (EXECUTOR_CODE), for SparkContext.addPyFile."""
     archive = folder / "tweet_sentiment_batch.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
-        for part in EXECUTOR_CODE:
-            path = ROOT / part
-            for file in [path] if path.is_file() else sorted(path.rglob("*.py")):
-                zipped.write(file, file.relative_to(ROOT))
+        for file in EXECUTOR_CODE:
+            zipped.write(ROOT / file, file)
     return archive
 
 
@@ -191,12 +195,6 @@ def read_tweets(spark: SparkSession, path: str, text_column: str, fmt: str | Non
             "rename them in the input first"
         )
     return tweets.withColumn(text_column, F.col(text_column).cast("string"))
-
-
-def languages(texts: pd.Series) -> pd.DataFrame:
-    """The language of each tweet and the warning the server gives with it (tweet_sentiment.core.language)."""
-    found = detect_languages(texts.tolist())
-    return pd.DataFrame({"language": found, "warning": [language_warning(language) for language in found]})
 
 
 def score(tweets: DataFrame, model: BatchModel, text_column: str) -> DataFrame:
