@@ -1,7 +1,7 @@
 """Score a tweet archive on Spark with a registered model (tweet_sentiment/batch/scoring.py).
 
     python -m batch score tweet-lstm@champion --input tweets.parquet --output scored/
-    python -m batch score tweet-lstm/3 --input day.csv --text-column body --output scored/ --partition-by day
+    python -m batch score tweet-lstm/3 --input mentions.csv --text-column body --output scored/ --partition-by day
     PYTHONPATH=. spark-submit --master yarn batch/__main__.py score tweet-lstm@champion \\
         --input hdfs:///archive/2026-12-03 --format json --output hdfs:///scored/2026-12-03
 

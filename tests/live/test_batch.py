@@ -3,7 +3,6 @@
 Behind the ``spark`` marker (`make test-slow` runs it): a JVM and its Python workers start for these tests.
 """
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +133,7 @@ def test_a_job_killed_midway_leaves_no_output_and_the_rerun_writes_it_whole(trai
     assert list(tmp_path.glob(f".scored{INCOMPLETE}*")) and not output.exists()  # stopped midway, nothing whole
 
     command += ["--log-to-mlflow"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=os.environ)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "scored 50,000 tweets with tweet-lstm/" in done.stdout and f"output: {output}" in done.stdout
     assert len(pd.read_parquet(output)) == 50_000 and not list(tmp_path.glob(f".scored{INCOMPLETE}*"))
