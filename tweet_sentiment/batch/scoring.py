@@ -227,21 +227,21 @@ def write_atomically(
 ) -> None:
     """Write Parquet to a staging folder beside ``output``, then rename it into place (the previous output, with
     ``overwrite``, is replaced only once the new one is whole). Each task writes its own files, in parallel."""
-    spark = rows.sparkSession
-    jvm = spark.sparkContext._jvm
-    target = jvm.org.apache.hadoop.fs.Path(output)
-    fs = target.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    context = rows.sparkSession.sparkContext
+    HadoopPath = context._jvm.org.apache.hadoop.fs.Path  # Hadoop's file system: local, HDFS, S3A... alike
+    target = HadoopPath(output)
+    fs = target.getFileSystem(context._jsc.hadoopConfiguration())
     target = fs.makeQualified(target)
     if fs.exists(target) and not overwrite:
         raise BatchInputError(f"{output!r} exists: pass --overwrite to replace it")
     parent, name = target.getParent(), target.getName()
-    for stale in fs.globStatus(jvm.org.apache.hadoop.fs.Path(parent, f".{name}{INCOMPLETE}*")) or []:
+    for stale in fs.globStatus(HadoopPath(parent, f".{name}{INCOMPLETE}*")) or []:
         fs.delete(stale.getPath(), True)  # what a stopped run left: never readable as output
-    staging = jvm.org.apache.hadoop.fs.Path(parent, f".{name}{INCOMPLETE}{uuid.uuid4().hex}")
+    staging = HadoopPath(parent, f".{name}{INCOMPLETE}{uuid.uuid4().hex}")
     if partitions:
         rows = rows.repartition(partitions)
     rows.write.partitionBy(*partition_by).parquet(staging.toString())
-    replaced = jvm.org.apache.hadoop.fs.Path(parent, f".{name}.replaced-{uuid.uuid4().hex}")
+    replaced = HadoopPath(parent, f".{name}.replaced-{uuid.uuid4().hex}")
     if fs.exists(target) and not fs.rename(target, replaced):
         raise OSError(f"could not move the previous {output!r} aside; the new output is at {staging}")
     if not fs.rename(staging, target):
