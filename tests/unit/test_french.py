@@ -5,9 +5,16 @@ import shutil
 import pandas as pd
 import pytest
 
-from tweet_sentiment.core import french
-from tweet_sentiment.core.french import TranslationUnavailable, translate_to_english
-from tweet_sentiment.lifecycle.french_routes import FRENCH_TWEETS, chosen, compare, load_french, report
+from tweet_sentiment.lifecycle import french_routes
+from tweet_sentiment.lifecycle.french_routes import (
+    FRENCH_TWEETS,
+    TranslationUnavailable,
+    chosen,
+    compare,
+    load_french,
+    report,
+    translate_to_english,
+)
 
 SEED = "Le vol a été annulé, je suis très mécontent !"
 
@@ -30,7 +37,7 @@ def test_apertium_translates_each_tweet_on_its_own_line():
 
 
 def test_without_apertium_the_error_names_the_packages(monkeypatch):
-    monkeypatch.setattr(french.shutil, "which", lambda name: None)
+    monkeypatch.setattr(french_routes.shutil, "which", lambda name: None)
     assert shutil.which("apertium") is None  # the fault is in place
     with pytest.raises(TranslationUnavailable, match="apt-get install apertium apertium-fr-es apertium-eng-spa"):
         translate_to_english([SEED])

@@ -2,9 +2,14 @@
 chosen on the validation split; accuracy, F1 and specificity are reported on the test split, with the cost.
 Every route cuts P(positive) at the models' DECISION_CUT, as the server does.
 
+Apertium is Debian's rule-based translator (`apertium`, `apertium-fr-es`, `apertium-eng-spa`; the language data
+ships in the packages, nothing is downloaded). It has no French-English pair, hence the Spanish pivot.
+
     python -m train.french tweet-lstm@champion        # writes benchmarks/results/FRENCH.md
 """
 
+import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,9 +18,10 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+from textblob import TextBlob
+from textblob_fr import PatternAnalyzer, PatternTagger
 
 from tweet_sentiment.core.config import LABELS, ROOT
-from tweet_sentiment.core.french import translate_to_english
 from tweet_sentiment.core.models import ModelSpec, model_label
 from tweet_sentiment.lifecycle.evaluate import scores
 
@@ -23,6 +29,42 @@ FRENCH_TWEETS = ROOT / "data" / "french_tweets" / "tweets.csv"
 SERVABLE_ACCURACY = 0.80  # a French route below this on the test split is not served: the warning stays
 
 Route = Callable[[list[str]], np.ndarray]  # French tweets -> P(positive)
+PIVOT = ("fr-es", "spa-eng")  # Apertium modes, applied in order
+TRANSLATE_TIMEOUT_S = 60
+
+
+class TranslationUnavailable(RuntimeError):
+    """Apertium or one of its language pairs is not installed; the message says which Debian packages to add."""
+
+
+def apertium_installed() -> bool:
+    """True when the apertium command and both pairs of the pivot are installed."""
+    if shutil.which("apertium") is None:
+        return False
+    modes = subprocess.run(["apertium", "-l"], capture_output=True, text=True, check=False).stdout.split()
+    return all(mode in modes for mode in PIVOT)
+
+
+def translate_to_english(texts: list[str]) -> list[str]:
+    """Each French tweet in English, in order: one Apertium pipeline for the whole list, a line a tweet."""
+    if not texts:
+        return []
+    if not apertium_installed():
+        raise TranslationUnavailable(
+            "French translation needs Apertium: apt-get install apertium apertium-fr-es apertium-eng-spa"
+        )
+    text = "\n".join(" ".join(tweet.split()) for tweet in texts) + "\n"  # a tweet's own line breaks become spaces
+    for mode in PIVOT:  # -u: unknown words as they are, without Apertium's * marks
+        step = subprocess.run(
+            ["apertium", "-u", mode], input=text, capture_output=True, text=True, timeout=TRANSLATE_TIMEOUT_S
+        )
+        if step.returncode != 0:
+            raise TranslationUnavailable(f"apertium {mode} failed: {step.stderr.strip()[:300]}")
+        text = step.stdout
+    lines = text.rstrip("\n").split("\n")
+    if len(lines) != len(texts):
+        raise TranslationUnavailable(f"apertium returned {len(lines)} lines for {len(texts)} tweets")
+    return lines
 
 
 def load_french(split: str) -> pd.DataFrame:
@@ -34,9 +76,6 @@ def load_french(split: str) -> pd.DataFrame:
 
 def lexicon(texts: list[str]) -> np.ndarray:
     """Pattern's French lexicon (textblob-fr): polarity in [-1, 1] mapped to [0, 1]."""
-    from textblob import TextBlob
-    from textblob_fr import PatternAnalyzer, PatternTagger
-
     tagger, analyzer = PatternTagger(), PatternAnalyzer()
     return np.array([(TextBlob(t, pos_tagger=tagger, analyzer=analyzer).sentiment[0] + 1) / 2 for t in texts])
 
