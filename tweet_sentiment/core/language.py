@@ -40,11 +40,6 @@ def detect_languages(texts: list[str]) -> list[str | None]:
     ]
 
 
-def detect_language(text: str) -> str | None:
-    """The language of one tweet (detect_languages)."""
-    return detect_languages([text])[0]
-
-
 def language_warning(language: str | None) -> str | None:
     """What to tell a client about a prediction on a tweet in this language."""
     if language is None or language == ENGLISH:
