@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import psutil
 
@@ -54,8 +55,8 @@ class Measured:
     @staticmethod
     def cell(values: list[float]) -> str:
         """The mean, and the range where the rounds differ."""
-        mean = sum(values) / len(values)
-        return f"{mean:,.0f}" + (f" ({min(values):,.0f}-{max(values):,.0f})" if len(values) > 1 else "")
+        spread = f" ({min(values):,.0f}-{max(values):,.0f})" if len(values) > 1 else ""
+        return f"{Measured.mean(values):,.0f}{spread}"
 
 
 class PeakMemory:
@@ -88,19 +89,17 @@ class PeakMemory:
                 self.peak[key] = max(self.peak[key], value / 2**20)
 
 
-def archive(tweets: int, folder: Path) -> Path:
-    """Sentiment140's sample repeated to ``tweets`` rows, with an id, as Parquet."""
-    texts = load_sentiment140()["text"].tolist()
-    rows = pd.DataFrame({"id": range(tweets), "text": [texts[i % len(texts)] for i in range(tweets)]})
+def archive(tweets: int, folder: Path) -> tuple[Path, list[str]]:
+    """Sentiment140's sample repeated to ``tweets`` rows, with an id, as Parquet; and its texts."""
+    sample = load_sentiment140()["text"].tolist()
+    texts = [sample[i % len(sample)] for i in range(tweets)]
     path = folder / f"tweets-{tweets}.parquet"
-    rows.to_parquet(path, row_group_size=100_000)
-    return path
+    pd.DataFrame({"id": range(tweets), "text": texts}).to_parquet(path, row_group_size=100_000)
+    return path, texts
 
 
 def _predict_share(uri: str, tweets: list[str], results: "multiprocessing.Queue") -> None:
-    os.environ["OMP_NUM_THREADS"] = "1"  # as each Spark task's runtime
-    import mlflow
-
+    os.environ["OMP_NUM_THREADS"] = "1"  # as each Spark task's runtime: read when the ONNX session is created
     model = mlflow.pyfunc.load_model(uri)
     model.predict(tweets[:8])
     start = time.perf_counter()
@@ -137,8 +136,7 @@ def measure(spec: str, tweets: int, folder: Path, rounds: int) -> Measured:
     """Spark, the model alone and the server, in alternated order round after round (the machine's speed
     drifts over minutes: one run of each would compare different machines)."""
     model = BatchModel.resolve(spec)
-    path = archive(tweets, folder)
-    texts = pd.read_parquet(path)["text"].tolist()
+    path, texts = archive(tweets, folder)
     result = Measured(spec, model.label, tweets)
 
     def spark() -> None:

@@ -81,11 +81,12 @@ class BatchModel:
         if model.bento_tag:
             raise ModelNotFound(f"{spec!r}: batch scoring takes a registered model, NAME@ALIAS or NAME/VERSION")
         client = MlflowClient(settings().tracking_uri)
-        version = model.registered_version(client)
-        try:
-            client.get_model_version(model.name, version)
-        except mlflow.exceptions.MlflowException as error:
-            raise ModelNotFound(f"{spec!r}: {model.name} has no version {version}") from error
+        version = model.registered_version(client)  # an alias is checked in the registry as it is resolved
+        if model.version:  # a version named outright is checked here
+            try:
+                client.get_model_version(model.name, version)
+            except mlflow.exceptions.MlflowException as error:
+                raise ModelNotFound(f"{spec!r}: {model.name} has no version {version}") from error
         return cls(model.name, version, model.alias)
 
     @property
