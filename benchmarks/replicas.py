@@ -44,7 +44,7 @@ pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-  log_format upstream '$msec|$upstream_addr|$upstream_status|$status';
+  log_format upstream '$msec|$request_time|$upstream_addr|$upstream_status|$status';
   access_log {folder}/access.log upstream;
   client_body_temp_path {folder}/body;
   proxy_temp_path {folder}/proxy;
@@ -76,6 +76,7 @@ http {{
 # A replica that fails once is left alone for FAIL_TIMEOUT_S, then tried again with one request.
 FAIL_TIMEOUT_S = 5
 SLOTS = 4  # ports nginx balances: two replicas serving, two for their replacements
+REPORT_TRIES = 5
 Answer = tuple[float, float, int, str]  # (start time, ms, status, model) of one request
 
 
@@ -99,7 +100,8 @@ def running_nginx(ports: list[int]) -> Iterator["Nginx"]:
 
 @dataclass
 class Route:
-    time: float
+    start: float  # when nginx read the request
+    end: float
     tries: list[tuple[str, str]]  # (upstream address, what it answered: nginx says 502 for a refused connection)
     status: int  # the answer the client got
 
@@ -118,9 +120,9 @@ class Nginx:
         routes = []
         for line in (self.folder / "access.log").read_text().splitlines():
             # "a:1, b:2|502, 200" when nginx tried a, then passed the request on to b
-            stamp, upstreams, upstream_statuses, status = line.split("|")
+            end, seconds, upstreams, upstream_statuses, status = line.split("|")
             tries = list(zip(upstreams.split(", "), upstream_statuses.split(", "), strict=True))
-            routes.append(Route(float(stamp), tries, int(status)))
+            routes.append(Route(float(end) - float(seconds), float(end), tries, int(status)))
         return routes
 
 
@@ -189,16 +191,23 @@ class Load:
                 self.answers.append((start, (time.time() - start) * 1000, status, model))
 
     def _reporter(self) -> None:
-        """A wrong-prediction report every second, each with its own idempotency key."""
+        """A wrong-prediction report every second, each with its own idempotency key, sent again with the same
+        key until acknowledged (nginx does not pass a report on once a replica may have stored it): what a
+        client of /feedback does so that no report is lost and none stored twice."""
         with httpx.Client(base_url=self.url, timeout=30) as client:
             while not self._stop.wait(1):
                 body = {"tweet": "late again", "predicted_label": "positive", "wrong": True}
-                try:
-                    answer = client.post("/feedback", json=body | {"idempotency_key": str(uuid.uuid4())})
-                    stored = answer.json().get("id") if answer.status_code == 200 else None  # nginx's 502 is HTML
-                    self.feedback.append((answer.status_code, stored))
-                except httpx.HTTPError:
-                    self.feedback.append((0, None))
+                body["idempotency_key"] = str(uuid.uuid4())
+                for _ in range(REPORT_TRIES):
+                    try:
+                        answer = client.post("/feedback", json=body)
+                        status = answer.status_code
+                    except httpx.HTTPError:
+                        status = 0
+                    if status == 200:
+                        break
+                    time.sleep(0.5)
+                self.feedback.append((status, answer.json()["id"] if status == 200 else None))
 
     def between(self, start: float, end: float) -> list[Answer]:
         return [a for a in self.answers if start <= a[0] < end]
@@ -226,9 +235,9 @@ class Figures:
 
     phases: dict[str, list[Answer]]  # the answers to requests started in each phase, in order
     feedback: list[tuple[int, int | None]]  # (status, stored id) of each report
-    tries_of_killed: Counter[tuple[str, int]]  # requests nginx sent the killed replica after the kill, counted
-    # by (what the replica answered, what the client got)
-    last_try_s: float  # seconds from the kill to the last of them
+    tries_of_killed: Counter[tuple[str, int]]  # requests started once the killed replica was dead that nginx
+    # still sent it, counted by (what the replica answered, what the client got)
+    last_try_s: float  # seconds from its death to the last of them
 
 
 def run(
@@ -262,13 +271,13 @@ def run(
                 killed = replicas.pop(0)
                 marks["after a replica was killed"] = time.time()
                 killed.kill()
+                dead_at = time.time()
                 time.sleep(calm_s + FAIL_TIMEOUT_S)  # past nginx's fail_timeout: its retry of the dead one too
             address = f"127.0.0.1:{killed.port}"
-            kill_time = marks["after a replica was killed"]
             tries = [
-                (route.time, answered, route.status)
+                (route.end, answered, route.status)
                 for route in nginx.routed()
-                if route.time >= kill_time
+                if route.start >= dead_at
                 for upstream, answered in route.tries
                 if upstream == address
             ]
@@ -281,7 +290,7 @@ def run(
         phases={name: load.between(start, end) for (name, start), end in zip(starts, ends, strict=True)},
         feedback=load.feedback,
         tries_of_killed=Counter((answered, status) for _, answered, status in tries),
-        last_try_s=max((t for t, _, _ in tries), default=kill_time) - kill_time,
+        last_try_s=max((end for end, _, _ in tries), default=dead_at) - dead_at,
     )
 
 
@@ -316,11 +325,11 @@ def main() -> None:
             for name, answers in figures.phases.items()
         ],
         "",
-        f"Feedback sent through nginx meanwhile: {len(figures.feedback)} reports, "
-        f"{sum(status == 200 for status, _ in figures.feedback)} acknowledged.",
-        "The killed replica's server and workers were all SIGKILLed, and its port refused connections before "
-        f"the last phase began. nginx tried it for {figures.tries_of_killed.total():,} requests after the kill, "
-        f"the last {figures.last_try_s:.1f} s after it:",
+        f"Feedback sent through nginx meanwhile: {len(figures.feedback)} reports (each sent again with its "
+        f"idempotency key until acknowledged), {sum(status == 200 for status, _ in figures.feedback)} acknowledged.",
+        "The killed replica's server and workers were all SIGKILLed. Once they were gone and its port refused "
+        f"connections, nginx still tried it for {figures.tries_of_killed.total():,} requests that started later, "
+        f"the last {figures.last_try_s:.1f} s after its death:",
         "",
         "| the dead replica answered | the client got | requests |",
         "|---|---|---|",

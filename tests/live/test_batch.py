@@ -9,10 +9,12 @@ from pathlib import Path
 
 import httpx
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
 from harness.servers import eventually, kill_tree, running_server
+from tweet_model import DECISION_CUT
 from tweet_sentiment.batch.scoring import (
     BLANK_TEXT,
     INCOMPLETE,
@@ -73,8 +75,12 @@ def test_spark_answers_what_the_server_answers(family, trained, spark, archive, 
         for start in range(0, len(tweets), MAX_TWEETS_PER_REQUEST):
             request = {"tweets": tweets[start : start + MAX_TWEETS_PER_REQUEST]}
             served += httpx.post(f"{url}/predict_batch", json=request, timeout=60).raise_for_status().json()
-    assert list(scored["label"]) == [answer["label"] for answer in served]
-    assert scored["prob_positive"].tolist() == pytest.approx([a["prob_positive"] for a in served], abs=1e-6)
+    probs = scored["prob_positive"].to_numpy()
+    assert probs.tolist() == pytest.approx([a["prob_positive"] for a in served], abs=1e-6)
+    # Spark and the server group tweets differently, and a transformer's float sums follow the batch's padded
+    # shape: only a tweet within that rounding of the cut may land on the other side of it.
+    differ = scored["label"].to_numpy() != np.array([answer["label"] for answer in served])
+    assert (np.abs(probs[differ] - DECISION_CUT) < 1e-6).all(), scored[differ]
     assert list(scored["language"].fillna("-")) == [answer["language"] or "-" for answer in served]
     assert list(scored["warning"].fillna("-")) == [answer["warning"] or "-" for answer in served]
     assert "'fr', not English" in scored.loc[scored["text"] == FRENCH, "warning"].item()
