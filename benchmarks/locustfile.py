@@ -98,6 +98,21 @@ class Feedback(TweetUser):
         self.client.post("/feedback", json=body, name="feedback")
 
 
+class Reporter(TweetUser):
+    """Asks for one tweet, then reports on the answer by its id (wrong one time in five), as the Streamlit page
+    does: the feedback the shadow challenger is judged on."""
+
+    @task
+    def predict_and_report(self) -> None:
+        tweet = self.tweets(1)[0]
+        answer = self.client.post("/predict", json={"tweet": tweet}, name="predict")
+        if answer.status_code != 200:  # counted as failed by locust
+            return
+        prediction = answer.json()
+        body = {"tweet": tweet, "predicted_label": prediction["label"], "prediction_id": prediction["id"]}
+        self.client.post("/feedback", json={**body, "wrong": self.random.random() < 0.2}, name="feedback")
+
+
 class MLflowOneTweet(Tweets):
     """One tweet per request to `mlflow models serve` (the peer a user could run instead)."""
 

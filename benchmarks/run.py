@@ -109,8 +109,9 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
 def run_locust(
     url: str, user: str, users: int, seconds: int, prefix: Path, latencies: Path | None = None
 ) -> dict[str, float]:
-    """Run locust headless against url; return the aggregated row of its stats CSV. With ``latencies``, locust
-    also writes every request to that file (locustfile.py): exact times, every request counted."""
+    """Run locust headless against url with the user class ``user`` (or several, separated by spaces); return
+    the aggregated row of its stats CSV. With ``latencies``, locust also writes every request to that file
+    (locustfile.py): exact times, every request counted."""
     locust = subprocess.run(
         [
             sys.executable,
@@ -131,7 +132,7 @@ def run_locust(
             "--csv",
             str(prefix),
             *(["--latencies-file", str(latencies)] if latencies else []),
-            user,
+            *user.split(),  # one locust user class, or several separated by spaces
         ],
         cwd=ROOT,
         check=False,

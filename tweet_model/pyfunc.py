@@ -43,7 +43,11 @@ class TweetSentimentModel(mlflow.pyfunc.PythonModel):
         self.threshold = float(config.get("threshold", DECISION_CUT))
 
     def predict(self, model_input: list[str], params: dict | None = None) -> list[float]:
-        if not model_input:
+        return self.predict_proba(model_input)
+
+    def predict_proba(self, texts: list[str]) -> list[float]:
+        """P(positive) of each raw tweet, as ``predict`` answers, without the check of the input against its type
+        hints that MLflow wraps ``predict`` in: for callers that have validated their tweets (the service)."""
+        if not texts:
             return []
-        probs = self.runtime.predict_proba(clean_tweets(model_input))
-        return recentre(probs, self.threshold).tolist()
+        return recentre(self.runtime.predict_proba(clean_tweets(texts)), self.threshold).tolist()

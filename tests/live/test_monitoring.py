@@ -112,6 +112,24 @@ def test_predictions_are_logged_for_the_drift_report_even_after_feedback(http, t
     assert 0 <= prob <= 1 and record["model"] == trained["lstm"].label("champion")
 
 
+def test_tracing_is_left_out_unless_sampled(service_module, http, monkeypatch):
+    """BentoML's tracing middleware only where a sample rate is configured (internals.trace_only_when_sampled)."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    def traced() -> bool:  # to_asgi reads BentoML's configuration again
+        app = service_module.TweetSentiment.to_asgi()
+        return OpenTelemetryMiddleware in {middleware.cls for middleware in app.user_middleware}
+
+    assert not traced()
+    assert "X-BentoML-Request-ID" not in http.post("/predict", json={"tweet": "on time"}).headers
+    monkeypatch.setenv("BENTOML_CONFIG_OPTIONS", "services.TweetSentiment.tracing.sample_rate=0.5")
+    try:
+        assert traced()
+    finally:
+        monkeypatch.delenv("BENTOML_CONFIG_OPTIONS")
+        assert not traced()
+
+
 def test_azure_export_is_off_without_a_connection_string(monkeypatch):
     monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
     assert configure_azure_monitor() is None

@@ -10,9 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import bentoml
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
 from harness.servers import running_server
 from tweet_sentiment.core.config import ROOT
+from tweet_sentiment.serve.schemas import Prediction, Predictions
 
 TWEET = "@SouthwestAir best crew ever, thank you!"
 
@@ -26,7 +28,8 @@ def test_class_predicts_one_and_many(service_module, trained):
     async def one_and_many():
         return await svc.predict(TWEET), await svc.predict_batch([TWEET, "lost my luggage, again"])
 
-    one, many = asyncio.run(one_and_many())
+    one, many = asyncio.run(one_and_many())  # the routes' encoded answers
+    one, many = Prediction.model_validate_json(one.body), TypeAdapter(Predictions).validate_json(many.body)
     assert one.model == trained["lstm"].label("champion")
     assert one.label == ("positive" if one.prob_positive >= 0.5 else "negative")
     assert many[0].prob_positive == pytest.approx(one.prob_positive, abs=1e-5)
@@ -45,7 +48,8 @@ def test_concurrent_requests_to_both_routes_share_model_calls_and_get_their_own_
         return await asyncio.gather(*singles, svc.predict_batch(tweets[30:]))
 
     *singles, batch = asyncio.run(everyone_at_once())
-    answers = [p.prob_positive for p in [*singles, *batch]]
+    singles = [Prediction.model_validate_json(single.body) for single in singles]
+    answers = [p.prob_positive for p in [*singles, *TypeAdapter(Predictions).validate_json(batch.body)]]
     assert answers == pytest.approx(predict(tweets), abs=1e-5)  # each request got its own tweets' answers
     assert sum(calls) == 40 and len(calls) < 20 and max(calls) <= 64
 

@@ -10,6 +10,7 @@ from functools import partial
 import httpx
 import pytest
 from mlflow import MlflowClient
+from pydantic import TypeAdapter
 
 from harness.servers import running_server
 from train.__main__ import main as train_cli
@@ -17,6 +18,7 @@ from tweet_sentiment.core.prediction_log import read_prediction_log
 from tweet_sentiment.lifecycle import live
 from tweet_sentiment.lifecycle.promotion import champion_version
 from tweet_sentiment.serve.loading import PredictionIds, PredictProba, load_model, pyfunc_path
+from tweet_sentiment.serve.schemas import Predictions
 from tweet_sentiment.serve.shadow import Shadow
 from tweet_sentiment.training.data import load_airline
 
@@ -39,7 +41,8 @@ def answers(svc, tweets: list[str], loop, one_by_one: bool = False) -> list:
         requests = [svc.predict_batch(tweets[i : i + 4]) for i in range(0, len(tweets), 4)]
         return [await request for request in requests] if one_by_one else await asyncio.gather(*requests)
 
-    return [prediction for batch in loop.run_until_complete(send()) for prediction in batch]
+    encoded = loop.run_until_complete(send())
+    return [prediction for batch in encoded for prediction in TypeAdapter(Predictions).validate_json(batch.body)]
 
 
 def test_prediction_ids_are_unique_across_processes(service_module):

@@ -1,13 +1,15 @@
-"""Serving helpers: adaptive batching shared by routes, model threads per worker."""
+"""Serving helpers: adaptive batching shared by routes, model threads per worker, answers encoded."""
 
 import asyncio
 import os
 
 import bentoml
 import pytest
+from pydantic import TypeAdapter
 
 from tweet_sentiment.serve.internals import adaptive_batching
 from tweet_sentiment.serve.runtime import limit_model_threads, unbatched
+from tweet_sentiment.serve.schemas import Prediction, Predictions, answered
 
 
 def test_adaptive_batching_merges_concurrent_calls_and_answers_each_in_order():
@@ -51,3 +53,20 @@ def test_model_threads_are_limited_in_serving_workers_only(monkeypatch):
     monkeypatch.setattr(bentoml.server_context, "worker_index", 1)
     limit_model_threads(1)
     assert os.environ["OMP_NUM_THREADS"] == "1"
+
+
+def test_answers_are_encoded_as_bentoml_renders_the_response_type():
+    """`answered` skips the model objects, not a byte: the same JSON as BentoML's rendering of `Prediction`s."""
+    answers = [
+        {"id": "ab12-1", "label": "negative", "prob_positive": 0.1234567890123, "model": "tweet-lstm/3@champion",
+         "language": "en", "warning": None},
+        {"id": "ab12-2", "label": "positive", "prob_positive": 1.0, "model": "tweet-lstm/3@champion",
+         "language": None, "warning": None},
+        {"id": "ab12-3", "label": "negative", "prob_positive": 0.0, "model": "tweet-lstm/3@champion",
+         "language": "fr", "warning": "the tweet looks 'fr', « pas » English \u2028 \"quoted\""},
+    ]  # fmt: skip
+    as_models = TypeAdapter(Predictions).dump_json([Prediction(**answer) for answer in answers])
+    assert answered(answers).body == as_models
+    assert answered(answers[0]).body == Prediction(**answers[0]).model_dump_json().encode()
+    assert answered(answers).media_type == "application/json"
+    assert TypeAdapter(Predictions).validate_json(answered(answers).body) == [Prediction(**a) for a in answers]

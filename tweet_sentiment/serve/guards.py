@@ -7,6 +7,7 @@ from http import HTTPStatus
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 RETRY_SOON = {"Retry-After": "1"}  # an overload passes within a second or so: try again then
+CLOSE = {"Connection": "close"}  # the rest of a refused body is never read: drop the connection
 
 
 def error_response(status: int, error: str, headers: dict[str, str] | None = None):
@@ -126,11 +127,9 @@ class BodyLimits:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
-        close = {"Connection": "close"}  # the rest of a refused body is never read: drop the connection
-        too_large = error_response(413, f"the body is over {self.max_bytes:,} bytes", close)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_bytes:
-            return await too_large(scope, receive, send)
+            return await self.too_large(scope, receive, send)
         chunks, size = [], 0
         try:
             async with asyncio.timeout(self.timeout_s):
@@ -141,11 +140,11 @@ class BodyLimits:
                     chunks.append(message.get("body", b""))
                     size += len(chunks[-1])
                     if size > self.max_bytes:
-                        return await too_large(scope, receive, send)
+                        return await self.too_large(scope, receive, send)
                     if not message.get("more_body"):
                         break
         except TimeoutError:
-            late = error_response(408, f"the body did not arrive within {self.timeout_s:g} s", close)
+            late = error_response(408, f"the body did not arrive within {self.timeout_s:g} s", CLOSE)
             return await late(scope, receive, send)
         whole = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
@@ -157,3 +156,6 @@ class BodyLimits:
             return message
 
         await self.app(scope, replay, send)
+
+    async def too_large(self, scope, receive, send) -> None:
+        await error_response(413, f"the body is over {self.max_bytes:,} bytes", CLOSE)(scope, receive, send)

@@ -18,10 +18,12 @@ from pathlib import Path
 import bentoml
 import bentoml.serving
 import prometheus_client.values
+from _bentoml_impl.server.app import ServiceAppFactory
 from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from pydantic import ValidationError
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
@@ -58,6 +60,7 @@ def prepare_server(header_timeout_s: float, drain_s: float) -> None:
     log_client_errors_in_one_line()
     report_worker_deaths()
     tune_connections(header_timeout_s, drain_s)
+    trace_only_when_sampled()
 
 
 def tune_connections(header_timeout_s: float, drain_s: float) -> None:
@@ -125,6 +128,27 @@ def tune_connections(header_timeout_s: float, drain_s: float) -> None:
     Protocol.connection_made, Protocol.on_message_begin = on_connection_made, on_message_begin
     Protocol.on_headers_complete, Protocol.shutdown = on_headers_complete, drain
     Protocol.send_400_response = send_400_response
+
+
+def trace_only_when_sampled() -> None:
+    """Leave BentoML's OpenTelemetry middleware out while tracing samples nothing (the service's
+    ``tracing.sample_rate`` unset or 0, BentoML's default): it starts a span for every request only to drop it,
+    the costliest middleware of the stack (benchmarks/results/MIDDLEWARES.md). With a sample rate configured
+    (``BENTOML_CONFIG_OPTIONS="services.TweetSentiment.tracing.sample_rate=0.1"``) it stays, and its spans reach
+    BentoML's exporter, and Azure's with APPLICATIONINSIGHTS_CONNECTION_STRING. Without it, answers carry no
+    X-BentoML-Request-ID header (each answer's ``id`` names it). No setting removes the middleware; this wraps
+    the property that lists them. Pinned by tests/live/test_monitoring.py::test_tracing_is_left_out_unless_sampled.
+    """
+    listed = getattr(ServiceAppFactory.middlewares.fget, "lists", ServiceAppFactory.middlewares.fget)
+
+    def middlewares(self) -> list:
+        found = listed(self)
+        if BentoMLContainer.config.tracing.sample_rate.get():
+            return found
+        return [middleware for middleware in found if middleware.cls is not OpenTelemetryMiddleware]
+
+    middlewares.lists = listed
+    ServiceAppFactory.middlewares = property(middlewares)
 
 
 def count_only_known_paths(paths: Iterable[str]) -> None:

@@ -17,9 +17,11 @@ def pyfunc_path(bento_tag: str) -> str:
 
 
 def load_model(path: str) -> PredictProba:
-    """The P(positive) function of a logged model: its pyfunc's own Python model (the request types have
-    already validated the tweets; MLflow's input-schema check, a DataFrame round trip a call, is not paid)."""
-    return mlflow.pyfunc.load_model(path).unwrap_python_model().predict
+    """The P(positive) function of a logged model: its pyfunc's own Python model, whose ``predict_proba`` skips
+    MLflow's checks of the input (the request types have already validated the tweets); a model logged before
+    it had one is called through ``predict``."""
+    model = mlflow.pyfunc.load_model(path).unwrap_python_model()
+    return getattr(model, "predict_proba", model.predict)
 
 
 class PredictionIds:

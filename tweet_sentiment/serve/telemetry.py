@@ -1,8 +1,10 @@
 """Optional export of traces and logs to Azure Application Insights through OpenTelemetry.
 
 Set ``APPLICATIONINSIGHTS_CONNECTION_STRING`` (from the Azure portal, kept in the environment or a
-secret store, never in code) and the service's spans (BentoML already traces every request) and the
-``tweet_sentiment`` logs are exported. Without it nothing is imported, configured or sent.
+secret store, never in code) and the ``tweet_sentiment`` logs and the service's spans are exported; BentoML
+traces requests once the service's tracing samples them
+(``BENTOML_CONFIG_OPTIONS="services.TweetSentiment.tracing.sample_rate=0.1"``: serve/internals.py leaves the
+tracing middleware out otherwise). Without the connection string nothing is imported, configured or sent.
 """
 
 import logging
