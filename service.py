@@ -8,6 +8,9 @@ Serve the LSTM's champion (default), or any model by MLflow alias or BentoML tag
     bentoml serve --arg batching=false --arg access_log=true
     bentoml serve --arg challenger=tweet-lstm@challenger     # scored in shadow: the champion answers alone
 
+Served by alias, each worker follows it: a promotion or a rollback is swapped in without a restart
+(TWEETS_ALIAS_POLL_SECONDS; serve/following.py).
+
 Users report wrong predictions to /feedback; more than TWEETS_ALERT_THRESHOLD of them within
 TWEETS_ALERT_WINDOW_SECONDS sends one e-mail.
 """
@@ -23,14 +26,21 @@ from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 
 from tweet_model import DECISION_CUT
-from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
 from tweet_sentiment.core.language import detect_languages, language_warning
-from tweet_sentiment.core.models import ModelNotFound, resolve_model
+from tweet_sentiment.core.models import ModelNotFound, ModelSpec, resolve_model
 from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
 from tweet_sentiment.serve.alerting import AlertSender, SMTPSettings
+from tweet_sentiment.serve.following import (
+    AliasFollower,
+    LoadedModel,
+    alias_poll_seconds,
+    load_and_warm,
+    load_version,
+    release_unreachable,
+)
 from tweet_sentiment.serve.guards import (
     HEALTH_PATHS,
     RETRY_SOON,
@@ -86,6 +96,7 @@ config = settings()
 STORE_RETRY_AFTER = {"Retry-After": "5"}
 internals.prepare_server(config.header_timeout_seconds, config.drain_seconds)
 limit_model_threads(args.model_threads)
+SERVED_SPEC = ModelSpec.parse(args.model_tag)
 SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
 try:
     CHALLENGER = resolve_model(args.challenger) if args.challenger else None
@@ -111,8 +122,7 @@ feedback_total = bentoml.metrics.Counter(
 
 
 PAGES = pages(
-    SERVED,
-    model_card=bentoml.models.get(SERVED.bento_tag).info.metadata.get("model_card", ""),
+    lambda: TweetSentiment.inner.served.model,  # the version answering now (the class BentoML wraps holds it)
     openapi=lambda: as_answered(TweetSentiment.openapi_spec.asdict()),
 )
 
@@ -127,11 +137,13 @@ PAGES = pages(
 class TweetSentiment:
     bento_model = bentoml.models.BentoModel(SERVED.bento_tag)
     challenger_model = bentoml.models.BentoModel(CHALLENGER.bento_tag) if CHALLENGER else None
+    served: LoadedModel  # the model answering now (a worker has one instance), swapped as one: _swap
 
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
-        self.predict_proba = load_model(pyfunc_path(SERVED.bento_tag))
-        self.model_label = SERVED.label  # tweet-lstm/3@champion: the `model` of every answer, log and metric
+        # Loaded and warmed before /readyz says yes: the runtime's first calls allocate and plan for their shapes,
+        # paid now so that no early request waits behind them, or gets shed.
+        type(self).served = load_and_warm(SERVED)
         self.prediction_ids = PredictionIds()
         self.prediction_log = PredictionLog(worker=bentoml.server_context.worker_index or 0)
         self.shadow = None
@@ -142,9 +154,6 @@ class TweetSentiment:
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())
         self.alerts.start()
-        # Warm-up before /readyz says yes: the runtime's first calls allocate and plan for their shapes,
-        # paid now so that no early request waits behind them, or gets shed.
-        self.ready = all(len(self.predict_proba(EXAMPLE_TWEETS[:n])) == n for n in (1, 2))
         # Adaptive batching, for /predict and /predict_batch alike: a model call of many tweets costs far less a
         # tweet than calls of one (benchmarks/results/REPORT.md, model alone), so concurrent requests are merged.
         # max_latency_ms is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it
@@ -156,14 +165,28 @@ class TweetSentiment:
             else unbatched(self._predict)
         )
         tune_gc_for_serving()  # the model's heap out of the collector's way (docs/serving.md)
+        self.follower = None
+        if poll_s := alias_poll_seconds(SERVED_SPEC):  # NAME@ALIAS, a registry within reach: promotions reach us
+            self.follower = AliasFollower(
+                SERVED.version, SERVED_SPEC.registered_version, partial(load_version, SERVED_SPEC), self._swap, poll_s
+            )
+            self.follower.start()
 
-    def __is_ready__(self) -> bool:
-        return self.ready
+    @property
+    def model_label(self) -> str:
+        """tweet-lstm/3@champion: the `model` of every answer, log and metric, the version served now."""
+        return self.served.model.label
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        type(self).served = loaded  # one assignment: a model call holds the model it started with
+        release_unreachable()
 
     @bentoml.on_shutdown
     def stop(self) -> None:
         """The challenger scores what is queued, the prediction log writes it all; the alert sender finishes
         what it is sending."""
+        if self.follower:
+            self.follower.stop()
         if self.shadow:
             self.shadow.stop()
         self.prediction_log.close()
@@ -173,8 +196,9 @@ class TweetSentiment:
         """One model call's answers, each the JSON object of a `Prediction`, its fields in that order: the route
         encodes them in one go (answered), with no model object built a tweet."""
         model_batch_size.observe(len(tweets))
+        served = self.served  # the model of this call, whatever swap comes meanwhile
         ids = self.prediction_ids.take(len(tweets))
-        probs = self.predict_proba(tweets)
+        probs = served.predict_proba(tweets)
         languages = detect_languages(tweets)
         labels = [LABELS[int(p >= DECISION_CUT)] for p in probs]
         answers = [
@@ -182,7 +206,7 @@ class TweetSentiment:
                 "id": prediction_id,
                 "label": label,
                 "prob_positive": p,
-                "model": self.model_label,
+                "model": served.model.label,
                 "language": language,
                 "warning": language_warning(language),
             }
@@ -191,7 +215,7 @@ class TweetSentiment:
         if self.shadow is None or not self.shadow.offer(ids, tweets, probs):
             self._log(ids, tweets, probs, None)  # else the call is logged once the challenger has scored it
         for label, count in Counter(labels).items():
-            predictions_total.labels(label=label, model=self.model_label).inc(count)
+            predictions_total.labels(label=label, model=served.model.label).inc(count)
         return answers
 
     def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs) -> None:
@@ -271,18 +295,21 @@ class TweetSentiment:
         except DBAPIError as error:
             self.feedback_store.health.failed(error)
             state = None
-        degraded = [d.name for d in (self.feedback_store.health, PredictionLog.health) if d.degraded]
+        dependencies = (self.feedback_store.health, PredictionLog.health, AliasFollower.registry)
+        degraded = [dependency.name for dependency in dependencies if dependency.degraded]
+        current = self.served.model
         return Status(
-            model=self.model_label,
+            model=current.label,
             served=ServedModelInfo(
-                name=SERVED.name,
-                version=SERVED.version,
-                alias=SERVED.alias,
-                bento_tag=SERVED.bento_tag,
-                family=SERVED.family,
-                mlflow_run_id=SERVED.run_id,
+                name=current.name,
+                version=current.version,
+                alias=current.alias,
+                bento_tag=current.bento_tag,
+                family=current.family,
+                mlflow_run_id=current.run_id,
             ),
-            family=SERVED.family,
+            family=current.family,
+            following=self.follower.status() if self.follower else None,
             alert_open=None if state is None else state.incident_id is not None,
             wrong_in_window=None if state is None else state.wrong_in_window,
             alert_threshold=self.feedback_store.rule.threshold,

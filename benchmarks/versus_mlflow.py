@@ -11,6 +11,7 @@ CPU per tweet is one thread calling the logged pyfunc (cleaning included) back t
 """
 
 import argparse
+import csv
 import os
 import statistics
 import tempfile
@@ -47,6 +48,7 @@ class Run:
     p99: float
     failures: int
     cpu_us_per_tweet: float
+    errors: str  # what failed, as locust counted it
 
 
 def process_tree(url: str) -> list[psutil.Process]:
@@ -71,10 +73,15 @@ def measure(url: str, server: str, load: tuple, round_: int, seconds: int, folde
     user = theirs if server == MLFLOW else ours
     tree = process_tree(url)
     before = cpu_seconds(tree)
-    stats = run_locust(url, user, users, seconds, folder / f"{server}-{user}-{round_}".replace(" ", "_"))
+    prefix = folder / f"{server}-{user}-{round_}".replace(" ", "_")
+    stats = run_locust(url, user, users, seconds, prefix)
     answered = (stats["requests"] - stats["failures"]) * tweets
     cpu = cpu_seconds(tree) - before
-    return Run(server, name, round_, stats["rps"] * tweets, stats["p99"], stats["failures"], cpu / answered * 1e6)
+    with open(f"{prefix}_failures.csv") as failures:
+        errors = "; ".join(f"{row['Occurrences']} x {row['Error']}" for row in csv.DictReader(failures))
+    return Run(
+        server, name, round_, stats["rps"] * tweets, stats["p99"], stats["failures"], cpu / answered * 1e6, errors
+    )
 
 
 def model_cpu_us_per_tweet(bento_tag: str, per_call: int, seconds: float) -> float:
@@ -144,8 +151,8 @@ def report(runs: list[Run], model_tag: str, model_cpu: dict[int, float], rounds:
     lines += ["", "## Every run", "", "| round | load | server | tweets/s | p99 ms | failed | CPU µs a tweet |"]
     lines += ["|---|---|---|---|---|---|---|"]
     lines += [
-        f"| {r.round} | {r.load} | {r.server} | {r.tweets_per_s:,.0f} | {r.p99:.0f} | {r.failures} | "
-        f"{r.cpu_us_per_tweet:.0f} |"
+        f"| {r.round} | {r.load} | {r.server} | {r.tweets_per_s:,.0f} | {r.p99:.0f} | "
+        f"{r.failures}{f' ({r.errors})' if r.errors else ''} | {r.cpu_us_per_tweet:.0f} |"
         for r in runs
     ]
     return [*lines, ""]

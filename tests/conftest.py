@@ -24,6 +24,9 @@ os.environ["TWEETS_FEEDBACK_DB"] = str(_HOME / "feedback.db")
 os.environ["TWEETS_MONITOR_DIR"] = str(_HOME / "monitoring")
 os.environ["TWEETS_CACHE_DIR"] = str(_HOME / "cache")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Servers and service instances keep the version they started with while tests move aliases; a test that
+# follows one sets its own poll.
+os.environ["TWEETS_ALIAS_POLL_SECONDS"] = "0"
 # In-process (ASGI) tests need what `bentoml serve` sets up for Prometheus' multiprocess mode.
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_HOME / "prometheus")
 (_HOME / "prometheus").mkdir()

@@ -10,8 +10,8 @@
 
 Flags after the family names go to every trainer, so only the shared ones (--dataset, --sample,
 --with-feedback, --no-bento) fit here; use ``python -m train.lstm --help`` for a model's own flags.
-A running server keeps the model it started with: restart it (or rebuild the Bento and roll the
-deployment) to serve a new champion.
+A running server started on NAME@ALIAS follows the alias within TWEETS_ALIAS_POLL_SECONDS; an image packs its
+model: rebuild the Bento and roll the deployment to serve a new champion there.
 """
 
 import argparse

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter
 
 from harness.servers import running_server
 from tweet_sentiment.core.config import ROOT
+from tweet_sentiment.serve.following import LoadedModel
 from tweet_sentiment.serve.schemas import Prediction, Predictions
 
 TWEET = "@SouthwestAir best crew ever, thank you!"
@@ -33,14 +34,13 @@ def test_class_predicts_one_and_many(service_module, trained):
     assert one.model == trained["lstm"].label("champion")
     assert one.label == ("positive" if one.prob_positive >= 0.5 else "negative")
     assert many[0].prob_positive == pytest.approx(one.prob_positive, abs=1e-5)
-    assert svc.__is_ready__()
 
 
 def test_concurrent_requests_to_both_routes_share_model_calls_and_get_their_own_answers(service_module):
     svc = service_module.TweetSentiment()
     calls = []
-    predict = svc.predict_proba
-    svc.predict_proba = lambda tweets: calls.append(len(tweets)) or predict(tweets)
+    predict = svc.served.predict_proba
+    svc.served = LoadedModel(svc.served.model, lambda tweets: calls.append(len(tweets)) or predict(tweets))
     tweets = [f"flight {i} was {'great' if i % 2 else 'awful'}" for i in range(40)]
 
     async def everyone_at_once():

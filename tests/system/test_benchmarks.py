@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from benchmarks import run
+from benchmarks import run, soak, versus_mlflow
 
 
 def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
@@ -121,3 +121,45 @@ def test_the_targets_are_checked_on_what_was_measured_and_na_where_a_run_is_miss
     assert rows["DistilBERT p99 / LSTM p99, 10 users (>= 10)"] == ("n/a", None)  # not measured in this run
     assert rows["requests shed with our settings, echo and LSTM batched, any load (0)"] == ("0", True)
     assert not any(what.startswith("feedback") for what in rows)
+
+
+def test_versus_mlflow_compares_the_means_of_alternated_rounds():
+    def rounds(server: str, load: str, tweets_per_s: list[float], p99: float, failures: int = 0):
+        return [
+            versus_mlflow.Run(server, load, i, rate, p99, failures, 100.0, "") for i, rate in enumerate(tweets_per_s, 1)
+        ]
+
+    one, predict, many = (load for load, *_ in versus_mlflow.LOADS)
+    runs = [
+        *rounds(versus_mlflow.SERVICE, one, [900, 1100], 90),
+        *rounds(run.MLFLOW, one, [500, 500], 300),
+        *rounds(versus_mlflow.SERVICE, predict, [800, 800], 120, failures=2),
+        *rounds(run.MLFLOW, predict, [500, 500], 300),
+        *rounds(versus_mlflow.SERVICE, many, [6000, 5000], 80),
+        *rounds(run.MLFLOW, many, [5000, 5000], 90),
+    ]
+    rows = {what: (measured, met) for what, measured, met in versus_mlflow.targets(runs)}
+    assert rows[f"{one}, 64 users: tweets/s / mlflow's (>= 2.0)"] == ("2.00x", True)
+    assert rows[f"{predict}, 64 users: tweets/s / mlflow's (>= 2.0)"] == ("1.60x", False)
+    assert rows[f"{predict}: p99 (< 100 ms)"] == ("120 ms", False)
+    assert rows[f"{predict}: failed requests (0)"] == ("4", False)
+    assert rows[f"{many}, 8 users: tweets/s / mlflow's (>= 1.2)"] == ("1.10x", False)
+    assert rows[f"{many}: p99 no worse than mlflow's"] == ("80 / 90 ms", True)
+
+
+def test_soak_reads_the_servers_counts_and_compares_the_last_ten_minutes():
+    metrics = "\n".join([
+        '# TYPE bentoml_service_request_total counter',
+        'bentoml_service_request_total{endpoint="/predict",http_response_code="200"} 1200.0',
+        'bentoml_service_request_total{endpoint="/feedback",http_response_code="200"} 30.0',
+        'bentoml_service_request_total{endpoint="/predict",http_response_code="503"} 2.0',
+        'bentoml_service_request_in_progress{endpoint="/predict"} 3.0',
+    ])  # fmt: skip
+    assert soak.requests_by_outcome(metrics) == (1230, 2)
+
+    def minute(i: int, mb: float) -> soak.Sample:
+        return soak.Sample(i, mb, 300.0, 45, 1.0, 128, i * 100, 0, i * 1000, i * 10)
+
+    samples = [minute(i, 350.0 if i <= 10 else 370.0) for i in range(21)]  # minutes 0-20
+    assert soak.drift(samples, "worker_mb") == pytest.approx(370 / 350 - 1)  # minutes 11-20 against 1-10
+    assert soak.drift(samples[:20], "worker_mb") is None  # too short to compare

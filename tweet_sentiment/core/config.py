@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     alert_email_from: str = _env("ALERT_EMAIL_FROM", "tweet-sentiment@localhost", "alert sender")
     alert_email_to: str = _env("ALERT_EMAIL_TO", "", "comma-separated alert recipients")
     # Champion and challenger (docs/lifecycle.md, Champion and challenger on live traffic)
+    alias_poll_seconds: float = _env(
+        "TWEETS_ALIAS_POLL_SECONDS", 5.0, "a server of NAME@ALIAS looks it up this often and follows it (0: never)"
+    )
     shadow_queue_calls: int = _env(
         "TWEETS_SHADOW_QUEUE", 64, "model calls waiting for the challenger; past it they are skipped, and counted"
     )

@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Callable
 
+import bentoml
 from markdown_it import MarkdownIt  # markdown-it-py, already installed with BentoML (through rich)
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -96,26 +97,31 @@ SWAGGER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Tweet 
 </body></html>"""
 
 
-def pages(served: ServedModel, model_card: str, openapi: Callable[[], dict]) -> Starlette:
-    """GET / (the home page), /readme, /model-card (the served model's card), /docs (Swagger) and /docs.json
-    (``openapi()``, made once)."""
+def pages(served: Callable[[], ServedModel], openapi: Callable[[], dict]) -> Starlette:
+    """GET / (the home page), /readme, /model-card (the card of the model ``served()`` now), /docs (Swagger) and
+    /docs.json (``openapi()``, made once)."""
     readme = readme_page()
-    card = markdown_page(
-        f"Model card: {served.label}",
-        model_card or f"# {served.label}\n\nThis version was trained before model cards were written.",
-    )
-
     document = functools.cache(openapi)
 
     def home(request: Request) -> HTMLResponse:
-        return HTMLResponse(home_page(served, request.headers.get("host", "localhost:3000")))
+        return HTMLResponse(home_page(served(), request.headers.get("host", "localhost:3000")))
 
     return Starlette(
         routes=[
             Route("/", home),
             Route("/readme", lambda _: HTMLResponse(readme)),
-            Route("/model-card", lambda _: HTMLResponse(card)),
+            Route("/model-card", lambda _: HTMLResponse(card_page(served()))),
             Route("/docs", lambda _: HTMLResponse(SWAGGER_PAGE)),
             Route("/docs.json", lambda _: JSONResponse(document())),
         ]
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def card_page(served: ServedModel) -> str:
+    """The model card its training run logged, which the BentoML import carries."""
+    card = bentoml.models.get(served.bento_tag).info.metadata.get("model_card", "")
+    return markdown_page(
+        f"Model card: {served.label}",
+        card or f"# {served.label}\n\nThis version was trained before model cards were written.",
     )

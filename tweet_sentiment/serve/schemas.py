@@ -10,6 +10,7 @@ from typing import Annotated, Literal, Self
 from bentoml.validators import ContentType
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, model_validator
 from pydantic_core import to_json
+from starlette.responses import Response
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.core.feedback import IDEMPOTENCY_KEY_CHARS, PREDICTION_ID_CHARS
@@ -111,12 +112,10 @@ class Prediction(BaseModel):
     warning: str | None = Field(default=None, description="Set when the prediction is unreliable, e.g. not English")
 
 
-def answered(answers: dict | list[dict]):
+def answered(answers: dict | list[dict]) -> Response:
     """A route's answer already shaped as its response type (`Prediction`, or a list of them), encoded by
     pydantic's serializer straight from the dicts: the same bytes as BentoML's rendering of the models, without
     a model a tweet, nor BentoML's second pass over them (it dumps the models before it encodes them)."""
-    from starlette.responses import Response
-
     return Response(to_json(answers), media_type="application/json")
 
 
@@ -158,6 +157,15 @@ class ShadowStatus(BaseModel):
     challenger_accuracy: float | None = Field(description="On the same labelled tweets")
 
 
+class FollowingStatus(BaseModel):
+    """How the server follows the alias it was started with (TWEETS_ALIAS_POLL_SECONDS)."""
+
+    poll_seconds: float = Field(description="How often the worker looks the alias up in the registry")
+    checked_at: float | None = Field(description="Unix time of its last look; null before the first")
+    failed_version: str | None = Field(description="A version the alias names that is not served: it failed")
+    failed_reason: str | None = Field(description="Why it failed to load or to answer")
+
+
 class Status(BaseModel):
     model: str
     served: ServedModelInfo
@@ -166,5 +174,10 @@ class Status(BaseModel):
     wrong_in_window: int | None = Field(default=None, description="null while the feedback store is unavailable")
     alert_threshold: int
     alert_window_seconds: float
-    degraded: list[str] = Field(description="dependencies failing now: feedback_store, prediction_log")
+    degraded: list[str] = Field(
+        description="dependencies failing now: feedback_store, prediction_log, model_registry (the alias followed)"
+    )
     shadow: ShadowStatus | None = Field(default=None, description="null when no challenger is served")
+    following: FollowingStatus | None = Field(
+        default=None, description="null when the served model is not followed by alias (a version, a tag, an image)"
+    )

@@ -1,0 +1,139 @@
+"""A server that follows its alias: promotion and rollback reach it without a restart.
+
+Served as ``NAME@ALIAS`` with a registry it can reach, each worker looks the alias up every
+TWEETS_ALIAS_POLL_SECONDS. When it has moved, the worker loads the new version (imported into the BentoML store
+first if it never was), checks that it answers, and only then swaps it in, in one assignment: a model call that
+started on the old version finishes on it, the next ones get the new one, and every answer's ``model`` says
+which answered. A version that fails to load or to answer is not swapped in: the worker keeps the one it has,
+says why once in the log, counts it, shows it in /status, and tries again only once the alias has moved again.
+"""
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import bentoml
+from mlflow import MlflowClient
+
+from tweet_model.pyfunc import EXAMPLE_TWEETS
+from tweet_sentiment.core.config import settings
+from tweet_sentiment.core.dependencies import Dependency
+from tweet_sentiment.core.models import ModelSpec, ServedModel, bento_model_for, in_built_bento
+from tweet_sentiment.serve.loading import PredictProba, load_model, pyfunc_path
+from tweet_sentiment.serve.schemas import FollowingStatus
+
+log = logging.getLogger(__name__)
+
+model_swaps_total = bentoml.metrics.Counter(
+    name="tweet_model_swaps_total",
+    documentation="Versions the served alias moved to: swapped in, or kept out because they failed to load or answer",
+    labelnames=["outcome"],
+)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A served model and its P(positive) function, swapped as one."""
+
+    model: ServedModel
+    predict_proba: PredictProba
+
+
+def load_and_warm(model: ServedModel) -> LoadedModel:
+    """Load a model from the BentoML store and make its first calls (the runtime plans its shapes on them);
+    raises if it cannot answer them."""
+    predict = load_model(pyfunc_path(model.bento_tag))
+    for n in (1, 2):
+        probs = list(predict(EXAMPLE_TWEETS[:n]))
+        if len(probs) != n or not all(0 <= p <= 1 for p in probs):
+            raise ValueError(f"{model.label} answered {probs!r} to {n} tweet(s)")
+    return LoadedModel(model, predict)
+
+
+def load_version(spec: ModelSpec, version: str) -> LoadedModel:
+    """The registered ``version`` of the model ``spec`` names, imported into the store if need be, warmed."""
+    client = MlflowClient(settings().tracking_uri)
+    return load_and_warm(ServedModel.of(bento_model_for(spec.name, version, client), spec.alias))
+
+
+def alias_poll_seconds(spec: ModelSpec) -> float:
+    """How often a server of ``spec`` looks its alias up: 0 (never) for a version or a BentoML tag, and in a
+    built Bento, which serves the model it packed with no registry around."""
+    if not spec.alias or spec.version or in_built_bento():
+        return 0.0
+    return settings().alias_poll_seconds
+
+
+def release_unreachable() -> None:
+    """Collect what the swapped-out model leaves (the collector skips what serving froze: runtime.py)."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+class AliasFollower:
+    """Follows an alias for one worker: ``lookup`` says which version it names now, ``load`` makes a version
+    ready to serve, ``swap`` serves it. A thread calls ``check`` every ``poll_s`` seconds."""
+
+    registry = Dependency("model_registry")
+
+    def __init__(
+        self,
+        version: str,
+        lookup: Callable[[], str],
+        load: Callable[[str], LoadedModel],
+        swap: Callable[[LoadedModel], None],
+        poll_s: float,
+    ) -> None:
+        self.version, self.lookup, self.load, self.swap, self.poll_s = version, lookup, load, swap, poll_s
+        self.failed: tuple[str, str] | None = None  # (version, why) of the last one kept out
+        self.checked_at: float | None = None  # time.time() of the last look at the registry
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="alias-follower", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def status(self) -> FollowingStatus:
+        version, why = self.failed or (None, None)
+        return FollowingStatus(
+            poll_seconds=self.poll_s, checked_at=self.checked_at, failed_version=version, failed_reason=why
+        )
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.check()
+
+    def check(self) -> None:
+        """One look at the registry, and the swap if the alias moved to a version not already kept out."""
+        try:
+            version = self.lookup()
+            self.registry.succeeded()
+        except Exception as error:  # the registry is down or unreachable: keep serving, try at the next poll
+            self.registry.failed(error)
+            return
+        self.checked_at = time.time()
+        if version == self.version:
+            self.failed = None  # moved back: a later move to the failed version is tried again
+            return
+        if self.failed and self.failed[0] == version:
+            return
+        try:
+            loaded = self.load(version)
+        except Exception as error:
+            self.failed = (version, f"{type(error).__name__}: {error}")
+            model_swaps_total.labels(outcome="failed").inc()
+            log.error("the alias moved to version %s, which is not served (v%s still is): %s", version, self.version,
+                      self.failed[1])  # fmt: skip
+            return
+        previous, self.version, self.failed = self.version, version, None
+        self.swap(loaded)
+        model_swaps_total.labels(outcome="swapped").inc()
+        log.warning("now serving %s (was version %s)", loaded.model.label, previous)
