@@ -130,8 +130,8 @@ class AliasFollower:
         except Exception as error:
             self.failed = (version, f"{type(error).__name__}: {error}")
             model_swaps_total.labels(outcome="failed").inc()
-            log.error("the alias moved to version %s, which is not served (v%s still is): %s", version, self.version,
-                      self.failed[1])  # fmt: skip
+            why = self.failed[1]
+            log.error("the alias moved to version %s, not served (v%s still is): %s", version, self.version, why)
             return
         previous, self.version, self.failed = self.version, version, None
         self.swap(loaded)
