@@ -132,7 +132,7 @@ def run_locust(
             "--csv",
             str(prefix),
             *(["--latencies-file", str(latencies)] if latencies else []),
-            *user.split(),  # one locust user class, or several separated by spaces
+            *user.split(),
         ],
         cwd=ROOT,
         check=False,
