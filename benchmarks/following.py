@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from benchmarks.replicas import Load, failed
 from benchmarks.run import RESULTS
-from harness.servers import leaves_no_process, running_server, server_process
+from harness.servers import leaves_no_process, running_server, worker_process
 from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.models import bento_model_for
 
@@ -46,8 +46,7 @@ def move_and_wait(client: MlflowClient, name: str, version: str, load: Load, url
     while time.time() < deadline:
         ends = [start + ms / 1000 for start, ms, status, model in list(load.answers) if model == label and start >= at]
         if ends:
-            [worker] = server_process(url).children()
-            return Move(version, at, min(ends) - at, worker.memory_info().rss / 2**20)
+            return Move(version, at, min(ends) - at, worker_process(url).memory_info().rss / 2**20)
         time.sleep(0.2)
     return Move(version, at, None, float("nan"))
 

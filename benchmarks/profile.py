@@ -17,10 +17,8 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-import psutil
-
 from benchmarks.run import RESULTS, run_locust
-from harness.servers import leaves_no_process, running_server, server_process
+from harness.servers import leaves_no_process, running_server, worker_process
 
 # Parts of the serving path, each found by frames of its own.
 PARTS = {
@@ -52,12 +50,6 @@ PARTS = {
     "asyncio": ("(asyncio/",),
     "threads waiting": ("Condition.wait", "threading.py"),
 }
-
-
-def worker(url: str) -> psutil.Process:
-    """The one worker of the server at ``url``."""
-    [process] = server_process(url).children(recursive=True)
-    return process
 
 
 def record(pid: int, seconds: int, rate: int, out: Path, gil: bool) -> subprocess.Popen:
@@ -113,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             f"model_tag={args.model_tag}", *args.arg, env={**os.environ, "TWEETS_FEEDBACK_DB": f"{folder}/f.db"}
         ) as url,
     ):
-        sampler = record(worker(url).pid, args.seconds, args.rate, out, args.gil)
+        sampler = record(worker_process(url).pid, args.seconds, args.rate, out, args.gil)
         locust = run_locust(url, args.user, args.users, args.seconds, Path(folder) / "locust")
         sampler.wait(timeout=60)
     parts, functions, total = shares(out)

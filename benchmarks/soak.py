@@ -25,7 +25,7 @@ import httpx
 import psutil
 
 from benchmarks.run import RESULTS, run_locust
-from harness.servers import leaves_no_process, running_server, server_process
+from harness.servers import leaves_no_process, running_server, worker_process
 
 USERS = "OneTweet Predict ManyTweets Reporter"  # locust user classes, as many users of each
 FLAT = 0.05  # the last 10 minutes' mean resident memory within 5% of the 10 before
@@ -47,7 +47,7 @@ class Sample:
 
 def worker_and_challenger(url: str) -> tuple[psutil.Process, psutil.Process]:
     """The server's one worker, and the challenger's process (the worker's child)."""
-    [worker] = server_process(url).children()
+    worker = worker_process(url)
     [challenger] = [p for p in worker.children() if "spawn_main" in " ".join(p.cmdline())]  # not its helpers
     return worker, challenger
 

@@ -229,6 +229,12 @@ def server_process(url: str) -> psutil.Process:
     return server
 
 
+def worker_process(url: str) -> psutil.Process:
+    """The one worker (``_bentoml_impl.worker.service``) of the `bentoml serve` process listening at ``url``."""
+    [worker] = [p for p in server_process(url).children(recursive=True) if "worker" in " ".join(p.cmdline())]
+    return worker
+
+
 def answers_200(url: str, within: float = 0) -> bool:
     """True when a GET of ``url`` answers 200 (each try within 2 s), trying again for ``within`` seconds."""
 

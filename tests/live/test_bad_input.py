@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import DBAPIError
 
-from harness.servers import metric_total, running_server, server_process
+from harness.servers import metric_total, running_server, worker_process
 from tweet_sentiment.core.feedback import FeedbackStore, connect, feedback_table, is_outage
 
 REPORT = {"tweet": "the crew was lovely", "predicted_label": "negative", "wrong": True}
@@ -173,7 +173,7 @@ def test_a_report_stored_when_the_alert_state_cannot_be_read_is_answered_with_it
 def test_a_worker_that_dies_is_logged_at_error_with_its_pid_and_signal_and_counted(trained, tmp_path):
     log = tmp_path / "server.log"
     with running_server(log=log) as url, httpx.Client(base_url=url, timeout=30) as client:
-        [worker] = [p for p in server_process(url).children(recursive=True) if "worker" in " ".join(p.cmdline())]
+        worker = worker_process(url)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)  # the fault happened: that worker is gone
         deadline = time.monotonic() + 120

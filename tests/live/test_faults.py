@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 
-from harness.servers import eventually, metric_total, running_server, server_process
+from harness.servers import eventually, metric_total, running_server, worker_process
 from tweet_sentiment.core.dependencies import Dependency
 
 TWEET = "the crew was lovely"
@@ -88,7 +88,7 @@ def test_an_outage_is_logged_when_it_starts_as_a_count_while_it_lasts_and_when_i
 
 def test_a_request_on_a_kept_alive_connection_after_sigterm_is_answered_then_closed(trained):
     with running_server() as url:
-        [worker] = [p for p in server_process(url).children(recursive=True) if "worker" in " ".join(p.cmdline())]
+        worker = worker_process(url)
         address = httpx.URL(url)
         connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
         body, headers = json.dumps({"tweet": TWEET}), {"Content-Type": "application/json"}
