@@ -7,9 +7,11 @@ Serve the LSTM's champion (default), or any model by MLflow alias or BentoML tag
     bentoml serve --arg model_tag=tweet-logreg:latest     # or a BentoML tag
     bentoml serve --arg batching=false --arg access_log=true
     bentoml serve --arg challenger=tweet-lstm@challenger     # scored in shadow: the champion answers alone
+    bentoml serve --arg models=tweet-minilm@champion         # a request may also name this one ("model": ...)
 
 Served by alias, each worker follows it: a promotion or a rollback is swapped in without a restart
-(TWEETS_ALIAS_POLL_SECONDS; serve/following.py).
+(TWEETS_ALIAS_POLL_SECONDS; serve/following.py). So does every model a request may name, each with a batcher
+of its own: a request never waits on another model's batch.
 
 Users report wrong predictions to /feedback; more than TWEETS_ALERT_THRESHOLD of them within
 TWEETS_ALERT_WINDOW_SECONDS sends one e-mail.
@@ -24,23 +26,17 @@ import bentoml
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from starlette.responses import Response
 
 from tweet_model import DECISION_CUT
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
 from tweet_sentiment.core.language import detect_languages, language_warning
-from tweet_sentiment.core.models import ModelNotFound, ModelSpec, resolve_model
+from tweet_sentiment.core.models import ModelNotFound, ServedModel, resolve_model
 from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
 from tweet_sentiment.serve.alerting import AlertSender, SMTPSettings
-from tweet_sentiment.serve.following import (
-    AliasFollower,
-    LoadedModel,
-    alias_poll_seconds,
-    load_and_warm,
-    load_version,
-    release_unreachable,
-)
+from tweet_sentiment.serve.following import AliasFollower, FollowedModel
 from tweet_sentiment.serve.guards import (
     HEALTH_PATHS,
     RETRY_SOON,
@@ -60,7 +56,9 @@ from tweet_sentiment.serve.schemas import (
     FeedbackReport,
     IdempotencyKey,
     Label,
+    ModelChoice,
     ModelName,
+    NamedModelStatus,
     PredictBatchRequest,
     Prediction,
     PredictionId,
@@ -79,6 +77,7 @@ from tweet_sentiment.serve.telemetry import configure_azure_monitor
 
 class ServiceArgs(BaseModel):
     model_tag: str = "tweet-lstm@champion"  # an MLflow alias (name@alias) or a BentoML tag (name:version)
+    models: str = ""  # more models a request may name, comma-separated specs (the served one is its default)
     challenger: str | None = None  # any model spec, scored in shadow on the same tweets (serve/shadow.py)
     batching: bool = True
     max_batch_size: int = 64  # tweets per model call when batching
@@ -96,12 +95,21 @@ config = settings()
 STORE_RETRY_AFTER = {"Retry-After": "5"}
 internals.prepare_server(config.header_timeout_seconds, config.drain_seconds)
 limit_model_threads(args.model_threads)
-SERVED_SPEC = ModelSpec.parse(args.model_tag)
-SERVED = resolve_model(args.model_tag)  # fails here, naming the tag and listing what exists, if unknown
-try:
-    CHALLENGER = resolve_model(args.challenger) if args.challenger else None
-except ModelNotFound as error:
-    raise ModelNotFound(f"the challenger {args.challenger!r} cannot be served: {error}") from None
+
+
+def resolved(spec: str, role: str) -> ServedModel:
+    """The model ``spec`` names; fails here, at start, naming it and listing what exists, if unknown."""
+    try:
+        return resolve_model(spec)
+    except ModelNotFound as error:
+        raise ModelNotFound(f"the {role} {spec!r} cannot be served: {error}") from None
+
+
+DEFAULT = args.model_tag  # the model of a request that names none
+# What a request may name (`model`), the default first.
+MODELS = {spec: resolved(spec, "model") for spec in dict.fromkeys([DEFAULT, *filter(None, args.models.split(","))])}
+SERVED = MODELS[DEFAULT]
+CHALLENGER = resolved(args.challenger, "challenger") if args.challenger else None
 
 
 predictions_total = bentoml.metrics.Counter(
@@ -111,7 +119,9 @@ predictions_total = bentoml.metrics.Counter(
 )
 model_batch_size = bentoml.metrics.Histogram(
     name="tweet_model_batch_size",
-    documentation="Tweets per model call: adaptive batching merges concurrent requests (64 at most when on)",
+    documentation="Tweets per model call, by model as requests name it: adaptive batching merges concurrent "
+    "requests (64 at most when on)",
+    labelnames=["model"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 feedback_total = bentoml.metrics.Counter(
@@ -122,8 +132,8 @@ feedback_total = bentoml.metrics.Counter(
 
 
 PAGES = pages(
-    lambda: TweetSentiment.inner.served.model,  # the version answering now (the class BentoML wraps holds it)
-    openapi=lambda: as_answered(TweetSentiment.openapi_spec.asdict()),
+    lambda: TweetSentiment.inner.answering_now(),  # the versions answering now (the class BentoML wraps holds them)
+    openapi=lambda: as_answered(TweetSentiment.openapi_spec.asdict(), models=list(MODELS)),
 )
 
 
@@ -137,13 +147,14 @@ PAGES = pages(
 class TweetSentiment:
     bento_model = bentoml.models.BentoModel(SERVED.bento_tag)
     challenger_model = bentoml.models.BentoModel(CHALLENGER.bento_tag) if CHALLENGER else None
-    served: LoadedModel  # the model answering now (a worker has one instance), swapped as one: _swap
+    answering: dict[str, FollowedModel]  # what a request may name (a worker has one instance), the default first
 
     def __init__(self) -> None:
         configure_azure_monitor()  # only when APPLICATIONINSIGHTS_CONNECTION_STRING is set
         # Loaded and warmed before /readyz says yes: the runtime's first calls allocate and plan for their shapes,
         # paid now so that no early request waits behind them, or gets shed.
-        type(self).served = load_and_warm(SERVED)
+        type(self).answering = {spec: FollowedModel(spec, model) for spec, model in MODELS.items()}
+        self.served = self.answering[DEFAULT]
         self.prediction_ids = PredictionIds()
         self.prediction_log = PredictionLog(worker=bentoml.server_context.worker_index or 0)
         self.shadow = None
@@ -158,47 +169,46 @@ class TweetSentiment:
         # tweet than calls of one (benchmarks/results/REPORT.md, model alone), so concurrent requests are merged.
         # max_latency_ms is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it
         # predicts will exceed it, from a latency model fitted online; 1 s sheds only real overload, where tighter
-        # deadlines shed requests under ordinary jitter (REPORT.md, shedding rows).
-        self.predict_tweets = (
-            internals.adaptive_batching(self._predict, max_batch_size=args.max_batch_size, max_latency_ms=1000)
+        # deadlines shed requests under ordinary jitter (REPORT.md, shedding rows). A batcher a model.
+        batched = (
+            partial(internals.adaptive_batching, max_batch_size=args.max_batch_size, max_latency_ms=1000)
             if args.batching
-            else unbatched(self._predict)
+            else unbatched
         )
+        self.batchers = {spec: batched(partial(self._predict, model)) for spec, model in self.answering.items()}
         tune_gc_for_serving()  # the model's heap out of the collector's way (docs/serving.md)
-        self.follower = None
-        if poll_s := alias_poll_seconds(SERVED_SPEC):  # NAME@ALIAS, a registry within reach: promotions reach us
-            self.follower = AliasFollower(
-                SERVED.version, SERVED_SPEC.registered_version, partial(load_version, SERVED_SPEC), self._swap, poll_s
-            )
-            self.follower.start()
+        for model in self.answering.values():  # by alias, with a registry within reach: promotions reach us
+            model.start()
 
     @property
     def model_label(self) -> str:
-        """tweet-lstm/3@champion: the `model` of every answer, log and metric, the version served now."""
-        return self.served.model.label
+        """tweet-lstm/3@champion: the `model` of the default's answers, logs and metrics, the version served now."""
+        return self.served.current.model.label
 
-    def _swap(self, loaded: LoadedModel) -> None:
-        type(self).served = loaded  # one assignment: a model call holds the model it started with
-        release_unreachable()
+    @classmethod
+    def answering_now(cls) -> dict[str, ServedModel]:
+        """Each model a request may name, the version answering now (empty before a worker has started)."""
+        return {spec: model.current.model for spec, model in getattr(cls, "answering", {}).items()}
 
     @bentoml.on_shutdown
     def stop(self) -> None:
         """The challenger scores what is queued, the prediction log writes it all; the alert sender finishes
         what it is sending."""
-        if self.follower:
-            self.follower.stop()
+        for model in self.answering.values():
+            model.stop()
         if self.shadow:
             self.shadow.stop()
         self.prediction_log.close()
         self.alerts.stop()
 
-    def _predict(self, tweets: list[str]) -> list[dict]:
+    def _predict(self, model: FollowedModel, tweets: list[str]) -> list[dict]:
         """One model call's answers, each the JSON object of a `Prediction`, its fields in that order: the route
         encodes them in one go (answered), with no model object built a tweet."""
-        model_batch_size.observe(len(tweets))
-        served = self.served  # the model of this call, whatever swap comes meanwhile
+        model_batch_size.labels(model=model.spec).observe(len(tweets))
+        current = model.current  # the model of this call, whatever swap comes meanwhile
+        answered_by = current.model.label
         ids = self.prediction_ids.take(len(tweets))
-        probs = served.predict_proba(tweets)
+        probs = current.predict_proba(tweets)
         languages = detect_languages(tweets)
         labels = [LABELS[int(p >= DECISION_CUT)] for p in probs]
         answers = [
@@ -206,39 +216,46 @@ class TweetSentiment:
                 "id": prediction_id,
                 "label": label,
                 "prob_positive": p,
-                "model": served.model.label,
+                "model": answered_by,
                 "language": language,
                 "warning": language_warning(language),
             }
             for prediction_id, label, p, language in zip(ids, labels, probs, languages, strict=True)
         ]
-        if self.shadow is None or not self.shadow.offer(ids, tweets, probs):
-            self._log(ids, tweets, probs, None)  # else the call is logged once the challenger has scored it
+        # The challenger shadows the default model; a call is logged once the challenger has scored it.
+        if model is not self.served or self.shadow is None or not self.shadow.offer(ids, tweets, probs):
+            self._log(ids, tweets, probs, None, answered_by)
         for label, count in Counter(labels).items():
-            predictions_total.labels(label=label, model=served.model.label).inc(count)
+            predictions_total.labels(label=label, model=answered_by).inc(count)
         return answers
 
-    def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs) -> None:
+    def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs, model: str | None = None) -> None:
         """One prediction-log record per model call (drift report, live comparison), with the challenger's
-        answers when one is served."""
-        challenger = self.shadow.label if self.shadow else None
-        self.prediction_log.record(ids, tweets, probs, self.model_label, challenger, challenger_probs)
+        answers when one is served; ``model`` answered (default: the default model)."""
+        challenger = self.shadow.label if self.shadow and challenger_probs is not None else None
+        self.prediction_log.record(ids, tweets, probs, model or self.model_label, challenger, challenger_probs)
+
+    async def _answer(self, tweets: list[str], model: str | None, one: bool = False) -> Response:
+        """The answers of the model a request names (default: the served one), batched with other requests to it
+        (``one``: the first answer alone); 400 for a model this server was not started with, 503 when overloaded."""
+        batcher = self.batchers.get(model or DEFAULT)
+        if batcher is None:
+            return error_response(400, f"unknown model {model!r}: this server answers with {', '.join(MODELS)}")
+        try:
+            answers = await batcher(tweets)
+        except ServiceUnavailable as overloaded:
+            return error_response(503, str(overloaded), RETRY_SOON)
+        return answered(answers[0] if one else answers)
 
     @bentoml.api(input_spec=PredictRequest)
-    async def predict(self, tweet: Tweet) -> Prediction:
-        """Sentiment of one tweet."""
-        try:
-            return answered((await self.predict_tweets([tweet]))[0])
-        except ServiceUnavailable as overloaded:
-            return error_response(503, str(overloaded), RETRY_SOON)
+    async def predict(self, tweet: Tweet, model: ModelChoice | None = None) -> Prediction:
+        """Sentiment of one tweet, by the model named (default: the served one)."""
+        return await self._answer([tweet], model, one=True)
 
     @bentoml.api(input_spec=PredictBatchRequest)
-    async def predict_batch(self, tweets: Tweets) -> Predictions:
-        """Sentiment of a list of tweets, in order."""
-        try:
-            return answered(await self.predict_tweets(tweets))
-        except ServiceUnavailable as overloaded:
-            return error_response(503, str(overloaded), RETRY_SOON)
+    async def predict_batch(self, tweets: Tweets, model: ModelChoice | None = None) -> Predictions:
+        """Sentiment of a list of tweets, in order, by the model named (default: the served one)."""
+        return await self._answer(tweets, model)
 
     @bentoml.api(input_spec=FeedbackReport)
     def feedback(
@@ -270,9 +287,10 @@ class TweetSentiment:
         except DBAPIError as error:  # stored all the same: answered with its id, the alert state unknown
             store.health.failed(error)
             state = None
-        # Only the served model is a label value: a client's free text must not create metric series.
+        # Only a model answering now is a label value: a client's free text must not create metric series.
+        answering = {served.label for served in self.answering_now().values()}
         feedback_total.labels(
-            verdict="wrong" if is_wrong else "right", model=self.model_label if model == self.model_label else "other"
+            verdict="wrong" if is_wrong else "right", model=model if model in answering else "other"
         ).inc()
         if self.shadow and model == self.model_label:
             self.shadow.judge(prediction_id, tweet, truth_of(predicted_label, true_label, is_wrong))
@@ -297,7 +315,7 @@ class TweetSentiment:
             state = None
         dependencies = (self.feedback_store.health, PredictionLog.health, AliasFollower.registry)
         degraded = [dependency.name for dependency in dependencies if dependency.degraded]
-        current = self.served.model
+        current = self.served.current.model
         return Status(
             model=current.label,
             served=ServedModelInfo(
@@ -309,7 +327,11 @@ class TweetSentiment:
                 mlflow_run_id=current.run_id,
             ),
             family=current.family,
-            following=self.follower.status() if self.follower else None,
+            following=self.served.status(),
+            models=[
+                NamedModelStatus(name=spec, model=model.current.model.label, following=model.status())
+                for spec, model in self.answering.items()
+            ],
             alert_open=None if state is None else state.incident_id is not None,
             wrong_in_window=None if state is None else state.wrong_in_window,
             alert_threshold=self.feedback_store.rule.threshold,
@@ -319,6 +341,11 @@ class TweetSentiment:
         )
 
 
+# The Bento packs every model a request may name (the served one and the challenger are declared above).
+declared = {SERVED.bento_tag, CHALLENGER.bento_tag if CHALLENGER else None}
+TweetSentiment.models.extend(
+    bentoml.models.BentoModel(tag) for tag in dict.fromkeys(m.bento_tag for m in MODELS.values()) if tag not in declared
+)
 # Outermost first: every error in one shape; a body must be whole (and small) before the request takes a place
 # in the in-flight limit.
 TweetSentiment.add_asgi_middleware(JSONErrors)

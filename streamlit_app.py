@@ -32,10 +32,13 @@ except httpx.HTTPError as error:
     st.error(f"The service at {SERVICE_URL} is not reachable: {error}")
     st.stop()
 
+# The models a request may name, the served one (the default) first: a choice only when there is one.
+names = [model["name"] for model in status["models"]]
+chosen = st.selectbox("Model", names) if len(names) > 1 else names[0]
 tweet = st.text_area("Tweet", placeholder="@united thanks for the upgrade, the crew was fantastic!", max_chars=1000)
 if st.button("Predict", type="primary"):
     try:
-        st.session_state.prediction = {"tweet": tweet, **call("predict", {"tweet": tweet})}
+        st.session_state.prediction = {"tweet": tweet, **call("predict", {"tweet": tweet, "model": chosen})}
     except ValueError as error:
         st.session_state.pop("prediction", None)
         st.warning(f"The service refused this tweet: {error}")
@@ -65,6 +68,8 @@ with st.sidebar:  # last, so it shows the alert state after any feedback just se
     st.subheader("Service")
     st.write(f"URL: `{SERVICE_URL}`")
     st.write(f"Model: `{status['model']}` ({status['family']})")
+    for model in status["models"][1:]:
+        st.write(f"Also: `{model['model']}`")
     minutes = status["alert_window_seconds"] / 60
     if status["alert_open"]:
         st.error(f"Alert open: {status['wrong_in_window']} wrong predictions reported in {minutes:g} minutes")

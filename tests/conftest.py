@@ -92,7 +92,12 @@ def trained(tiny_distilbert):
 
 @pytest.fixture(scope="session")
 def service_module(trained):
-    import service  # resolves the default, tweet-lstm@champion, in the test registry
+    """The service, as `bentoml serve --arg models=...` starts it: the default, tweet-lstm@champion, answers
+    requests that name no model, and a request may name each family's champion."""
+    from bentoml._internal.utils.args import set_arguments  # what `--arg` sets, for a service imported here
+
+    set_arguments({"models": ",".join(f"{model.name}@champion" for model in trained.values())})
+    import service  # resolves the models in the test registry
 
     # The service's own config (its monitoring folder: the test home) also for the class called directly,
     # which BentoML otherwise runs on defaults: the prediction log went to the repository's monitoring/.

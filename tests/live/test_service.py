@@ -39,8 +39,10 @@ def test_class_predicts_one_and_many(service_module, trained):
 def test_concurrent_requests_to_both_routes_share_model_calls_and_get_their_own_answers(service_module):
     svc = service_module.TweetSentiment()
     calls = []
-    predict = svc.served.predict_proba
-    svc.served = LoadedModel(svc.served.model, lambda tweets: calls.append(len(tweets)) or predict(tweets))
+    predict = svc.served.current.predict_proba
+    svc.served.current = LoadedModel(
+        svc.served.current.model, lambda tweets: calls.append(len(tweets)) or predict(tweets)
+    )
     tweets = [f"flight {i} was {'great' if i % 2 else 'awful'}" for i in range(40)]
 
     async def everyone_at_once():
@@ -255,3 +257,84 @@ def test_home_page_examples_work(http):
     assert [route for route, _ in examples] == ["/predict", "/predict_batch", "/feedback", "/status"]
     for route, body in examples:
         assert http.post(route, json=json.loads(body)).status_code == 200, route
+
+
+# 4. Requests that name their model (`--arg models=...`: the session's service has each family's champion).
+
+
+def champion_of(trained, family: str) -> str:
+    return f"{trained[family].name}@champion"
+
+
+@pytest.mark.parametrize("family", ["logreg", "lstm", "transformer"])
+def test_a_request_may_name_each_familys_model(http, trained, family):
+    import mlflow
+
+    name = champion_of(trained, family)
+    tweets = [TWEET, "lost my bag and nobody answers"]
+    one = http.post("/predict", json={"tweet": TWEET, "model": name}).json()
+    many = http.post("/predict_batch", json={"tweets": tweets, "model": name}).json()
+    label = trained[family].label("champion")
+    assert one["model"] == label and [answer["model"] for answer in many] == [label, label]
+    own = mlflow.pyfunc.load_model(f"models:/{name}").predict(tweets)  # the registered model itself
+    assert [answer["prob_positive"] for answer in many] == pytest.approx(list(own), abs=1e-5)
+    assert one["prob_positive"] == pytest.approx(own[0], abs=1e-5)
+
+
+@pytest.mark.parametrize(("path", "body"), [("/predict", {"tweet": TWEET}), ("/predict_batch", {"tweets": [TWEET]})])
+def test_a_model_the_server_was_not_started_with_is_a_400_naming_those_it_was(http, trained, path, body):
+    response = http.post(path, json={**body, "model": "tweet-lstm@nope"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "tweet-lstm@nope" in error
+    assert all(champion_of(trained, family) in error for family in trained)
+
+
+def test_concurrent_requests_naming_different_models_are_batched_per_model(service_module, trained):
+    svc = service_module.TweetSentiment()
+    specs = list(svc.answering)
+    assert specs[0] == "tweet-lstm@champion" and len(specs) == 3
+    calls: dict[str, list[list[str]]] = {spec: [] for spec in specs}
+    own = {}
+    for spec, model in svc.answering.items():
+        own[spec] = model.current.predict_proba
+
+        def counted(tweets, spec=spec):
+            calls[spec].append(list(tweets))
+            return own[spec](tweets)
+
+        model.current = LoadedModel(model.current.model, counted)
+    tweets = [f"flight {i} was {'great' if i % 2 else 'awful'}" for i in range(36)]
+
+    async def everyone_at_once():
+        return await asyncio.gather(*(svc.predict(tweet, specs[i % 3]) for i, tweet in enumerate(tweets)))
+
+    answers = [Prediction.model_validate_json(answer.body) for answer in asyncio.run(everyone_at_once())]
+    for i, spec in enumerate(specs):
+        asked, answered_ = tweets[i::3], answers[i::3]
+        assert {answer.model for answer in answered_} == {svc.answering[spec].current.model.label}
+        assert [answer.prob_positive for answer in answered_] == pytest.approx(list(own[spec](asked)), abs=1e-5)
+        # A model's calls held its own requests' tweets only, merged into fewer calls than requests.
+        assert sorted(tweet for call in calls[spec] for tweet in call) == sorted(asked)
+        assert len(calls[spec]) < len(asked)
+
+
+def test_the_models_a_request_may_name_are_shown_everywhere(http, trained):
+    names = [champion_of(trained, family) for family in ("lstm", "logreg", "transformer")]
+    status = http.post("/status", json={}).json()
+    assert [model["name"] for model in status["models"]] == names
+    assert [model["model"] for model in status["models"]] == [
+        trained[f].label("champion") for f in ("lstm", "logreg", "transformer")
+    ]
+    spec = http.get("/docs.json").json()
+    for route in ("/predict", "/predict_batch"):
+        schema = spec["paths"][route]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert schema["properties"]["model"]["enum"] == [*names, None]
+    home = http.get("/").text
+    assert all(f"<code>{name}</code>" in home for name in names[1:])
+    card = http.get("/model-card", params={"model": names[1]})
+    assert card.status_code == 200 and trained["logreg"].label("champion") in card.text
+    assert http.get("/model-card", params={"model": "tweet-lstm@nope"}).status_code == 404
+    http.post("/predict", json={"tweet": TWEET, "model": names[2]})
+    metrics = http.get("/metrics").text
+    assert f'tweet_model_batch_size_count{{model="{names[2]}"}}' in metrics

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import bentoml
 from mlflow import MlflowClient
@@ -137,3 +138,33 @@ class AliasFollower:
         self.swap(loaded)
         model_swaps_total.labels(outcome="swapped").inc()
         log.warning("now serving %s (was version %s)", loaded.model.label, previous)
+
+
+class FollowedModel:
+    """A model a server answers with, as requests name it (``spec``): the version answering now, swapped in as
+    one when the alias it is served by moves (served as a version, a tag or from a built Bento, it never does)."""
+
+    def __init__(self, spec: str, model: ServedModel) -> None:
+        self.spec = spec
+        self.current = load_and_warm(model)
+        parsed = ModelSpec.parse(spec)
+        poll_s = alias_poll_seconds(parsed)
+        load = partial(load_version, parsed)
+        self.follower = (
+            AliasFollower(model.version, parsed.registered_version, load, self._swap, poll_s) if poll_s else None
+        )
+
+    def _swap(self, loaded: LoadedModel) -> None:
+        self.current = loaded  # one assignment: a model call holds the model it started with
+        release_unreachable()
+
+    def start(self) -> None:
+        if self.follower:
+            self.follower.start()
+
+    def stop(self) -> None:
+        if self.follower:
+            self.follower.stop()
+
+    def status(self) -> FollowingStatus | None:
+        return self.follower.status() if self.follower else None

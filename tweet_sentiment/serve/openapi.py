@@ -23,10 +23,11 @@ ERROR_SCHEMA = {
 }
 
 
-def as_answered(document: dict) -> dict:
+def as_answered(document: dict, models: list[str]) -> dict:
     """BentoML's OpenAPI document (``Service.openapi_spec.asdict()``), rewritten in place to say what the
     server does:
 
+    - a request's ``model``: one of ``models``, those the server was started with;
     - every error, from BentoML or the guards, in the one shape ``{"error": ..., "detail"?: [...]}``;
     - a request body required where it has required fields; a field that may be null is ``nullable``
       (BentoML drops the null of ``X | None``, or leaves 3.1's ``{"type": "null"}`` in a 3.0 document).
@@ -41,6 +42,8 @@ def as_answered(document: dict) -> dict:
             if body := operation.get("requestBody"):
                 schema = body["content"]["application/json"]["schema"]
                 body["required"] = bool(schema.get("required"))  # /status takes none: no body is fine
+                if choice := schema.get("properties", {}).get("model"):
+                    choice["enum"] = [*models, None]  # 3.0: a nullable enum lists null
     mark_nullable(document)
     return document
 

@@ -10,12 +10,13 @@ import html
 import json
 import re
 from collections.abc import Callable
+from urllib.parse import quote
 
 import bentoml
 from markdown_it import MarkdownIt  # markdown-it-py, already installed with BentoML (through rich)
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from tweet_model.pyfunc import EXAMPLE_TWEETS
@@ -41,8 +42,10 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
 
 
-def home_page(served: ServedModel, host: str) -> str:
-    """The home page, with curl examples addressed to the host the browser used."""
+def home_page(models: dict[str, ServedModel], host: str) -> str:
+    """The home page, with curl examples addressed to the host the browser used; ``models``: what a request may
+    name, the served one first."""
+    [served, *others] = models.values()
     rows = "".join(
         f"<tr><td><code>{method} {route}</code></td><td>{what}</td><td><pre>curl -s -X {method} "
         f"http://{html.escape(host)}{route} -H 'content-type: application/json' \\\n"
@@ -60,12 +63,25 @@ languages are answered with a warning: the models are English-only.</p>
 <p>Served model: <b>{html.escape(served.name)}</b> version <b>{html.escape(served.version)}</b>{alias},
 a {html.escape(served.family)} model (BentoML tag <code>{html.escape(served.bento_tag)}</code>, MLflow run
 <code>{html.escape(served.run_id)}</code>).</p>
+{others_named(models) if others else ""}
 <h2>Routes</h2><table>{rows}
 <tr><td><code>GET /livez /readyz /metrics</code></td><td>liveness, readiness, Prometheus</td><td></td></tr>
 </table>
 <p><a href="/docs">API reference (Swagger)</a> · <a href="/docs.json">OpenAPI</a> ·
 <a href="/model-card">the model's card</a> · {links}</p>
 </body></html>"""
+
+
+def others_named(models: dict[str, ServedModel]) -> str:
+    """The models a request may name besides the served one, each with its card."""
+    others = list(models.items())[1:]
+    items = "".join(
+        f"<li><code>{html.escape(spec)}</code>: {html.escape(model.label)}, a {html.escape(model.family)} model "
+        f"(<a href='/model-card?model={quote(spec)}'>its card</a>)</li>"
+        for spec, model in others
+    )
+    example = html.escape(json.dumps({"tweet": EXAMPLE_TWEETS[0], "model": others[0][0]}, ensure_ascii=False))
+    return f"<p>A request may name another model (<code>{example}</code>):</p><ul>{items}</ul>"
 
 
 def readme_page() -> str:
@@ -97,20 +113,29 @@ SWAGGER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Tweet 
 </body></html>"""
 
 
-def pages(served: Callable[[], ServedModel], openapi: Callable[[], dict]) -> Starlette:
-    """GET / (the home page), /readme, /model-card (the card of the model ``served()`` now), /docs (Swagger) and
-    /docs.json (``openapi()``, made once)."""
+def pages(models: Callable[[], dict[str, ServedModel]], openapi: Callable[[], dict]) -> Starlette:
+    """GET / (the home page), /readme, /model-card (the card of a model ``models()`` answers with now: the served
+    one, the first, or the one ``?model=`` names), /docs (Swagger) and /docs.json (``openapi()``, made once)."""
     readme = readme_page()
     document = functools.cache(openapi)
 
     def home(request: Request) -> HTMLResponse:
-        return HTMLResponse(home_page(served(), request.headers.get("host", "localhost:3000")))
+        return HTMLResponse(home_page(models(), request.headers.get("host", "localhost:3000")))
+
+    def card(request: Request) -> Response:
+        answering = models()
+        spec = request.query_params.get("model", next(iter(answering)))
+        if spec not in answering:
+            return JSONResponse(
+                {"error": f"unknown model {spec!r}: this server answers with {', '.join(answering)}"}, 404
+            )
+        return HTMLResponse(card_page(answering[spec]))
 
     return Starlette(
         routes=[
             Route("/", home),
             Route("/readme", lambda _: HTMLResponse(readme)),
-            Route("/model-card", lambda _: HTMLResponse(card_page(served()))),
+            Route("/model-card", card),
             Route("/docs", lambda _: HTMLResponse(SWAGGER_PAGE)),
             Route("/docs.json", lambda _: JSONResponse(document())),
         ]

@@ -55,6 +55,15 @@ ModelName = Annotated[
     Field(description="The `model` of the prediction (default: this server's)"),
 ]
 
+ModelChoice = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=NO_NULL),
+    Field(
+        description="The model to answer, as the server was started with it (`/status` lists them); default: "
+        "the served one"
+    ),
+]
+
 
 class Request(BaseModel):
     """A request body: unknown fields are refused and no value is coerced."""
@@ -64,10 +73,12 @@ class Request(BaseModel):
 
 class PredictRequest(Request):
     tweet: Tweet
+    model: ModelChoice | None = None
 
 
 class PredictBatchRequest(Request):
     tweets: Tweets
+    model: ModelChoice | None = None
 
 
 # A report gives the true label or says whether the prediction was wrong: exactly one, not null.
@@ -166,6 +177,14 @@ class FollowingStatus(BaseModel):
     failed_reason: str | None = Field(description="Why it failed to load or to answer")
 
 
+class NamedModelStatus(BaseModel):
+    """A model a request may name, and the version answering for it now."""
+
+    name: str = Field(description="How a request names it (`model`), e.g. tweet-minilm@champion")
+    model: str = Field(description="The registered version answering now, e.g. tweet-minilm/2@champion")
+    following: FollowingStatus | None = Field(description="null when it is not followed by alias")
+
+
 class Status(BaseModel):
     model: str
     served: ServedModelInfo
@@ -180,4 +199,7 @@ class Status(BaseModel):
     shadow: ShadowStatus | None = Field(default=None, description="null when no challenger is served")
     following: FollowingStatus | None = Field(
         default=None, description="null when the served model is not followed by alias (a version, a tag, an image)"
+    )
+    models: list[NamedModelStatus] = Field(
+        description="The models a request may name, the served one (its default) first"
     )
