@@ -36,7 +36,7 @@ from tweet_sentiment.core.models import ModelNotFound, ServedModel, resolve_mode
 from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
 from tweet_sentiment.serve.alerting import AlertSender, SMTPSettings
-from tweet_sentiment.serve.following import AliasFollower, FollowedModel
+from tweet_sentiment.serve.following import AliasFollower, FollowedModel, follow_challenger
 from tweet_sentiment.serve.guards import (
     HEALTH_PATHS,
     RETRY_SOON,
@@ -162,6 +162,8 @@ class TweetSentiment:
             load = partial(load_model, pyfunc_path(CHALLENGER.bento_tag))
             self.shadow = Shadow(load, CHALLENGER.label, self._log, config.shadow_queue_calls)
             self.shadow.start()
+        # By alias, the challenger follows it too: promoting a new challenger reaches the shadow without a restart.
+        self.challenger_follower = follow_challenger(args.challenger, CHALLENGER, self.shadow) if self.shadow else None
         self.feedback_store = FeedbackStore()
         self.alerts = AlertSender(self.feedback_store, SMTPSettings.from_env())
         self.alerts.start()
@@ -179,6 +181,8 @@ class TweetSentiment:
         tune_gc_for_serving()  # the model's heap out of the collector's way (docs/serving.md)
         for model in self.answering.values():  # by alias, with a registry within reach: promotions reach us
             model.start()
+        if self.challenger_follower:
+            self.challenger_follower.start()
 
     @property
     def model_label(self) -> str:
@@ -196,6 +200,8 @@ class TweetSentiment:
         what it is sending."""
         for model in self.answering.values():
             model.stop()
+        if self.challenger_follower:
+            self.challenger_follower.stop()
         if self.shadow:
             self.shadow.stop()
         self.prediction_log.close()
@@ -316,6 +322,7 @@ class TweetSentiment:
         dependencies = (self.feedback_store.health, PredictionLog.health, AliasFollower.registry)
         degraded = [dependency.name for dependency in dependencies if dependency.degraded]
         current = self.served.current.model
+        challenger_following = self.challenger_follower.status() if self.challenger_follower else None
         return Status(
             model=current.label,
             served=ServedModelInfo(
@@ -337,7 +344,7 @@ class TweetSentiment:
             alert_threshold=self.feedback_store.rule.threshold,
             alert_window_seconds=self.feedback_store.rule.window_seconds,
             degraded=degraded,
-            shadow=self.shadow.status() if self.shadow else None,
+            shadow=self.shadow.status(challenger_following) if self.shadow else None,
         )
 
 

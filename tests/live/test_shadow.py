@@ -12,14 +12,14 @@ import pytest
 from mlflow import MlflowClient
 from pydantic import TypeAdapter
 
-from harness.servers import running_server
+from harness.servers import eventually, running_server
 from train.__main__ import main as train_cli
 from tweet_sentiment.core.prediction_log import read_prediction_log
 from tweet_sentiment.lifecycle import live
 from tweet_sentiment.lifecycle.promotion import champion_version
 from tweet_sentiment.serve.loading import PredictionIds, PredictProba, load_model, pyfunc_path
 from tweet_sentiment.serve.schemas import Predictions
-from tweet_sentiment.serve.shadow import Shadow
+from tweet_sentiment.serve.shadow import ChallengerProcess, Shadow
 from tweet_sentiment.training.data import load_airline
 
 TWEETS = [f"flight {i} was {'great, thanks' if i % 3 else 'late again'}" for i in range(24)]
@@ -98,6 +98,31 @@ def test_a_challenger_that_dies_loses_no_answer_and_the_rest_are_logged_without_
     assert not shadow.offer(["a-3"], ["late"], [0.6])  # gone: the caller logs it itself
     status = shadow.status()
     assert (status.failed, status.scored, status.queued) == (3, 0, 0)
+
+
+def constant(p: float) -> PredictProba:
+    return lambda tweets: [p] * len(tweets)
+
+
+def test_a_replaced_challenger_scores_from_the_next_call_and_its_process_ends():
+    """What following the challenger's alias does when it moves: the new version, started and warm, takes over
+    between two calls; every call is scored once, by one version, and logged under that version's label."""
+    records = []
+    shadow = Shadow(partial(constant, 0.2), "m/1@challenger", lambda *r: records.append((shadow.label, r)), 4)
+    shadow.start()
+    old = shadow.challenger
+    shadow.offer(["a-1"], ["good"], [0.8])
+    assert eventually(lambda: bool(records), within=30)
+    shadow.replace(ChallengerProcess(partial(constant, 0.9), "m/2@challenger").start())
+    assert eventually(lambda: shadow.label == "m/2@challenger", within=30)
+    shadow.offer(["a-2"], ["bad"], [0.3])
+    shadow.stop()
+    assert records == [
+        ("m/1@challenger", (["a-1"], ["good"], [0.8], [0.2])),
+        ("m/2@challenger", (["a-2"], ["bad"], [0.3], [0.9])),
+    ]
+    assert not old.process.is_alive() and not shadow.challenger.process.is_alive()
+    assert shadow.status().scored == 1  # compared anew since the replacement
 
 
 def test_feedback_is_judged_by_id_or_tweet_once_even_before_the_challenger_scored_it():

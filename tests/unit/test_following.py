@@ -36,7 +36,7 @@ def follower():
             raise RuntimeError("model.onnx is not a model ONNX Runtime can load")
         return loaded(version)
 
-    follower = AliasFollower("1", registry.lookup, load, served.append, poll_s=60)
+    follower = AliasFollower("tweet-lstm@champion", "1", registry.lookup, load, served.append, poll_s=60)
     return follower, registry, loads, served
 
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Generic, TypeVar
 
 import bentoml
 from mlflow import MlflowClient
@@ -25,6 +26,7 @@ from tweet_sentiment.core.dependencies import Dependency
 from tweet_sentiment.core.models import ModelSpec, ServedModel, bento_model_for, in_built_bento
 from tweet_sentiment.serve.loading import PredictProba, load_model, pyfunc_path
 from tweet_sentiment.serve.schemas import FollowingStatus
+from tweet_sentiment.serve.shadow import ChallengerProcess, Shadow
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +56,14 @@ def load_and_warm(model: ServedModel) -> LoadedModel:
     return LoadedModel(model, predict)
 
 
+def served_version(spec: ModelSpec, version: str) -> ServedModel:
+    """The registered ``version`` of the model ``spec`` names, imported into the BentoML store if need be."""
+    return ServedModel.of(bento_model_for(spec.name, version, MlflowClient(settings().tracking_uri)), spec.alias)
+
+
 def load_version(spec: ModelSpec, version: str) -> LoadedModel:
-    """The registered ``version`` of the model ``spec`` names, imported into the store if need be, warmed."""
-    client = MlflowClient(settings().tracking_uri)
-    return load_and_warm(ServedModel.of(bento_model_for(spec.name, version, client), spec.alias))
+    """The registered ``version`` of the model ``spec`` names, loaded and warmed."""
+    return load_and_warm(served_version(spec, version))
 
 
 def alias_poll_seconds(spec: ModelSpec) -> float:
@@ -75,21 +81,26 @@ def release_unreachable() -> None:
     gc.freeze()
 
 
-class AliasFollower:
-    """Follows an alias for one worker: ``lookup`` says which version it names now, ``load`` makes a version
-    ready to serve, ``swap`` serves it. A thread calls ``check`` every ``poll_s`` seconds."""
+Ready = TypeVar("Ready")  # a version made ready to serve: a loaded model, a challenger's process
+
+
+class AliasFollower(Generic[Ready]):
+    """Follows the alias ``name`` for one worker: ``lookup`` says which version it names now, ``load`` makes a
+    version ready to serve, ``swap`` serves it. A thread calls ``check`` every ``poll_s`` seconds."""
 
     registry = Dependency("model_registry")
 
     def __init__(
         self,
+        name: str,
         version: str,
         lookup: Callable[[], str],
-        load: Callable[[str], LoadedModel],
-        swap: Callable[[LoadedModel], None],
+        load: Callable[[str], Ready],
+        swap: Callable[[Ready], None],
         poll_s: float,
     ) -> None:
-        self.version, self.lookup, self.load, self.swap, self.poll_s = version, lookup, load, swap, poll_s
+        self.name, self.version, self.lookup, self.load, self.swap = name, version, lookup, load, swap
+        self.poll_s = poll_s
         self.failed: tuple[str, str] | None = None  # (version, why) of the last one kept out
         self.checked_at: float | None = None  # time.time() of the last look at the registry
         self._stop = threading.Event()
@@ -132,12 +143,12 @@ class AliasFollower:
             self.failed = (version, f"{type(error).__name__}: {error}")
             model_swaps_total.labels(outcome="failed").inc()
             why = self.failed[1]
-            log.error("the alias moved to version %s, not served (v%s still is): %s", version, self.version, why)
+            log.error("%s moved to version %s, not served (v%s still is): %s", self.name, version, self.version, why)
             return
         previous, self.version, self.failed = self.version, version, None
         self.swap(loaded)
         model_swaps_total.labels(outcome="swapped").inc()
-        log.warning("now serving %s (was version %s)", loaded.model.label, previous)
+        log.warning("%s moved to version %s: swapped in (was version %s)", self.name, version, previous)
 
 
 class FollowedModel:
@@ -151,7 +162,7 @@ class FollowedModel:
         poll_s = alias_poll_seconds(parsed)
         load = partial(load_version, parsed)
         self.follower = (
-            AliasFollower(model.version, parsed.registered_version, load, self._swap, poll_s) if poll_s else None
+            AliasFollower(spec, model.version, parsed.registered_version, load, self._swap, poll_s) if poll_s else None
         )
 
     def _swap(self, loaded: LoadedModel) -> None:
@@ -168,3 +179,17 @@ class FollowedModel:
 
     def status(self) -> FollowingStatus | None:
         return self.follower.status() if self.follower else None
+
+
+def follow_challenger(spec: str, challenger: ServedModel, shadow: Shadow) -> AliasFollower | None:
+    """A follower of the challenger's alias (None where it is not followed): a new version is started in a
+    process of its own and replaces the shadow's challenger once it has loaded and answered."""
+    parsed = ModelSpec.parse(spec)
+    if not (poll_s := alias_poll_seconds(parsed)):
+        return None
+
+    def start(version: str) -> ChallengerProcess:
+        model = served_version(parsed, version)
+        return ChallengerProcess(partial(load_model, pyfunc_path(model.bento_tag)), model.label).start()
+
+    return AliasFollower(spec, challenger.version, parsed.registered_version, start, shadow.replace, poll_s)

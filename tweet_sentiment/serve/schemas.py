@@ -154,6 +154,15 @@ class ServedModelInfo(BaseModel):
     mlflow_run_id: str
 
 
+class FollowingStatus(BaseModel):
+    """How the server follows the alias it was started with (TWEETS_ALIAS_POLL_SECONDS)."""
+
+    poll_seconds: float = Field(description="How often the worker looks the alias up in the registry")
+    checked_at: float | None = Field(description="Unix time of its last look; null before the first")
+    failed_version: str | None = Field(description="A version the alias names that is not served: it failed")
+    failed_reason: str | None = Field(description="Why it failed to load or to answer")
+
+
 class ShadowStatus(BaseModel):
     """The challenger scored in shadow, compared with the champion by this worker since it started."""
 
@@ -166,15 +175,7 @@ class ShadowStatus(BaseModel):
     labelled: int = Field(description="Scored tweets with labelled feedback")
     champion_accuracy: float | None = Field(description="On those labelled tweets")
     challenger_accuracy: float | None = Field(description="On the same labelled tweets")
-
-
-class FollowingStatus(BaseModel):
-    """How the server follows the alias it was started with (TWEETS_ALIAS_POLL_SECONDS)."""
-
-    poll_seconds: float = Field(description="How often the worker looks the alias up in the registry")
-    checked_at: float | None = Field(description="Unix time of its last look; null before the first")
-    failed_version: str | None = Field(description="A version the alias names that is not served: it failed")
-    failed_reason: str | None = Field(description="Why it failed to load or to answer")
+    following: FollowingStatus | None = Field(default=None, description="null when its alias is not followed")
 
 
 class NamedModelStatus(BaseModel):

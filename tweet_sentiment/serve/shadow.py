@@ -31,7 +31,7 @@ import bentoml
 
 from tweet_model import DECISION_CUT
 from tweet_sentiment.serve.loading import PredictProba
-from tweet_sentiment.serve.schemas import ShadowStatus
+from tweet_sentiment.serve.schemas import FollowingStatus, ShadowStatus
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,55 @@ class ChallengerFailed(RuntimeError):
     """The challenger could not be loaded; the message says why."""
 
 
+class ChallengerProcess:
+    """A challenger model in a process of its own (``challenger_process``), named by ``label``."""
+
+    def __init__(self, load: Callable[[], PredictProba], label: str) -> None:
+        self.label = label
+        # spawn: a fresh interpreter, not a fork of a server with threads running
+        context = multiprocessing.get_context("spawn")
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=challenger_process, args=(load, theirs), daemon=True)
+
+    def start(self, timeout: float = ANSWER_TIMEOUT_S) -> "ChallengerProcess":
+        """Start the process and return once the model is loaded and warm; ChallengerFailed if it is not."""
+        self.process.start()
+        try:
+            status = self.receive(timeout)
+        except ChallengerFailed as failed:
+            status = str(failed)
+        if status != "ready":
+            self.process.kill()
+            raise ChallengerFailed(f"the challenger {self.label} failed to load: {status}")
+        return self
+
+    def score(self, tweets: list[str]) -> list[float] | str:
+        """Its P(positive) of each tweet, or the text of the error it raised; ChallengerFailed or OSError when
+        its process is gone."""
+        self.connection.send(tweets)
+        return self.receive(ANSWER_TIMEOUT_S)
+
+    def receive(self, timeout: float) -> object:
+        """The process's next message; ChallengerFailed if it exits, or is silent for ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self.connection.poll(1):
+            if not self.process.is_alive():
+                raise ChallengerFailed(f"its process exited with code {self.process.exitcode}")
+            if time.monotonic() > deadline:
+                raise ChallengerFailed(f"it did not answer within {timeout:g} s")
+        try:
+            return self.connection.recv()
+        except EOFError:
+            raise ChallengerFailed("its process closed the connection") from None
+
+    def stop(self, timeout: float = 30) -> None:
+        """End the process once it has answered what it was sent (the caller sends nothing meanwhile)."""
+        if self.process.is_alive():
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it died meanwhile: nothing to end
+                self.connection.send(None)
+            self.process.join(timeout)
+
+
 @dataclass
 class Call:
     """A champion's model call, as offered to the challenger."""
@@ -125,6 +174,8 @@ class Shadow:
     Offering a call only appends it to a list. One thread of the server sends what has gathered to the
     challenger every ``tick`` seconds, as one message, and logs it with the answers as one record: per request,
     the champion pays an append, not a message, a record or a thread woken to take the interpreter lock.
+    Another version of the challenger, started in a process of its own, replaces it between two messages
+    (``replace``: its alias moved), and the live comparison starts again.
     """
 
     def __init__(
@@ -136,12 +187,9 @@ class Shadow:
         remember: int = 20_000,
         tick: float = 0.1,
     ) -> None:
-        self.label, self.write_record, self.capacity, self.remember = label, write_record, capacity, remember
-        self.tick = tick
-        # spawn: a fresh interpreter, not a fork of a server with threads running
-        context = multiprocessing.get_context("spawn")
-        self.connection, theirs = context.Pipe()
-        self.process = context.Process(target=challenger_process, args=(load, theirs), daemon=True)
+        self.write_record, self.capacity, self.remember, self.tick = write_record, capacity, remember, tick
+        self.challenger = ChallengerProcess(load, label)
+        self.replacement: ChallengerProcess | None = None  # started, waiting for the sender to take it in
         self.gathered: list[Call] = []  # offered, not yet sent
         self.waiting = 0  # calls offered and not yet logged: gathered, or being scored
         # Recent scored predictions, oldest first: id -> (tweet, champion P, challenger P); and a tweet's latest id.
@@ -155,17 +203,22 @@ class Shadow:
         self.stopping = threading.Event()
         self.sender = threading.Thread(target=self._score_gathered, name="shadow-sender", daemon=True)
 
+    @property
+    def label(self) -> str:
+        """The challenger scoring now, e.g. tweet-lstm/4@challenger."""
+        return self.challenger.label
+
     def start(self, timeout: float = ANSWER_TIMEOUT_S) -> None:
         """Start the challenger's process and return once it is loaded and warm; ChallengerFailed if it is not."""
-        self.process.start()
-        try:
-            status = self._receive(timeout)
-        except ChallengerFailed as failed:
-            status = str(failed)
-        if status != "ready":
-            raise ChallengerFailed(f"the challenger {self.label} failed to load: {status}")
+        self.challenger.start(timeout)
         self.sender.start()
         atexit.register(self.stop)  # before multiprocessing's own exit handler joins the process
+
+    def replace(self, challenger: ChallengerProcess) -> None:
+        """Score with ``challenger`` (started) from the next message on; the one it replaces ends once it has
+        answered what it was sent."""
+        with self.lock:
+            self.replacement = challenger
 
     def offer(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> bool:
         """Give a champion call to the challenger; False (and counted) when ``capacity`` calls are waiting, or
@@ -183,23 +236,10 @@ class Shadow:
         self.stopping.set()
         if self.sender.is_alive():
             self.sender.join(timeout)
-        if self.process.is_alive() and not self.sender.is_alive():  # one writer on the connection at a time
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it died meanwhile: nothing to end
-                self.connection.send(None)
-            self.process.join(timeout)
-
-    def _receive(self, timeout: float) -> object:
-        """The challenger's next message; ChallengerFailed if its process exits, or is silent for ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while not self.connection.poll(1):
-            if not self.process.is_alive():
-                raise ChallengerFailed(f"its process exited with code {self.process.exitcode}")
-            if time.monotonic() > deadline:
-                raise ChallengerFailed(f"it did not answer within {timeout:g} s")
-        try:
-            return self.connection.recv()
-        except EOFError:
-            raise ChallengerFailed("its process closed the connection") from None
+        if not self.sender.is_alive():  # one writer on the connection at a time
+            for challenger in (self.challenger, self.replacement):
+                if challenger:
+                    challenger.stop(timeout)
 
     def _score_gathered(self) -> None:
         """Every tick, send the gathered calls to the challenger and log them with its answers, as one record;
@@ -208,6 +248,9 @@ class Shadow:
             stopping = self.stopping.wait(self.tick)
             with self.lock:
                 calls, self.gathered = self.gathered, []
+                replacement, self.replacement = self.replacement, None
+            if replacement:
+                self._take_in(replacement)
             if calls:
                 self._score(Call.merge(calls))
                 with self.lock:
@@ -215,13 +258,23 @@ class Shadow:
             elif stopping or self.gone:
                 return
 
+    def _take_in(self, replacement: ChallengerProcess) -> None:
+        """The sender's side of ``replace``: end the old process, and compare anew."""
+        old, self.challenger = self.challenger, replacement
+        old.stop()
+        with self.lock:
+            self.gone, self.tally = False, LiveTally()
+            self.answers_by_id.clear()
+            self.latest_id.clear()
+            self.early_labels.clear()
+        log.warning("the challenger is now %s (was %s)", replacement.label, old.label)
+
     def _score(self, call: Call) -> None:
         if self.gone:
             self._log_alone(call)
             return
         try:
-            self.connection.send(call.tweets)
-            theirs = self._receive(ANSWER_TIMEOUT_S)
+            theirs = self.challenger.score(call.tweets)
         except (ChallengerFailed, OSError) as error:
             log.error("the challenger %s is gone (%s): answering without it", self.label, error)
             self.gone = True
@@ -262,7 +315,8 @@ class Shadow:
         for prediction_id, label in early:
             self.judge(prediction_id, "", label)
 
-    def status(self) -> ShadowStatus:
+    def status(self, following: FollowingStatus | None = None) -> ShadowStatus:
+        """The live comparison, and how the challenger's alias is followed (``following``)."""
         tally = self.tally
         scored = tally.agreed + tally.disagreed
         return ShadowStatus(
@@ -275,6 +329,7 @@ class Shadow:
             labelled=tally.labelled,
             champion_accuracy=tally.champion_right / tally.labelled if tally.labelled else None,
             challenger_accuracy=tally.challenger_right / tally.labelled if tally.labelled else None,
+            following=following,
         )
 
     def judge(self, prediction_id: str | None, tweet: str, true_label: str) -> bool:
