@@ -238,6 +238,7 @@ class Figures:
     tries_of_killed: Counter[tuple[str, int]]  # requests started once the killed replica was dead that nginx
     # still sent it, counted by (what the replica answered, what the client got)
     last_try_s: float  # seconds from its death to the last of them
+    followed: dict[str, list[str]]  # where replicas follow the alias: who answered on each, after each move
 
 
 def run(
@@ -248,12 +249,16 @@ def run(
     calm_s: float = 10,
     promote: Callable[[], None] = lambda: None,
     roll_back: Callable[[], None] = lambda: None,
+    follows: bool = False,
 ) -> Figures:
     """Two replicas of ``old_tag`` under load; ``promote``, roll to ``new_tag``; ``roll_back``, roll to
-    ``old_tag``; then SIGKILL one. Tags may be the same alias, which ``promote`` and ``roll_back`` move."""
+    ``old_tag``; then SIGKILL one. Tags may be the same alias, which ``promote`` and ``roll_back`` move.
+    ``follows``: the replicas follow that alias (TWEETS_ALIAS_POLL_SECONDS in ``env``), so before the kill,
+    ``promote`` and ``roll_back`` again with no rollout, each followed by what every replica answers."""
     ports = [free_port() for _ in range(SLOTS)]
     replicas = [start_replica(old_tag, env, port) for port in ports[:2]]
     marks: dict[str, float] = {}
+    followed: dict[str, list[str]] = {}
     try:
         with running_nginx(ports) as nginx:
             with Load(nginx.url, users) as load:
@@ -268,6 +273,11 @@ def run(
                 replicas = roll(replicas, ports, old_tag, env)
                 marks["rolled back"] = time.time()
                 time.sleep(calm_s / 2)
+                for step, move in [("followed a promotion", promote), ("followed the rollback", roll_back)] * follows:
+                    marks[step] = time.time()
+                    move()
+                    time.sleep(calm_s)
+                    followed[step] = [answered_by(replica) for replica in replicas]
                 killed = replicas.pop(0)
                 marks["after a replica was killed"] = time.time()
                 killed.kill()
@@ -291,7 +301,13 @@ def run(
         feedback=load.feedback,
         tries_of_killed=Counter((answered, status) for _, answered, status in tries),
         last_try_s=max((end for end, _, _ in tries), default=dead_at) - dead_at,
+        followed=followed,
     )
+
+
+def answered_by(replica: Replica) -> str:
+    """The ``model`` of the replica's answer, asked directly (not through nginx)."""
+    return httpx.post(f"{replica.url}/predict", json={"tweet": "on time"}, timeout=30).json()["model"]
 
 
 def failed(answers: list[Answer]) -> int:

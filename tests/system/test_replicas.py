@@ -1,5 +1,6 @@
 """Two replicas behind nginx (Debian's package), sharing a real PostgreSQL and SMTP server: a rolling model
-update and back under 32 users, then a replica killed (benchmarks.replicas, the procedure the README documents).
+update and back under 32 users, the same promotion and rollback followed by the replicas with no rollout, then a
+replica killed (benchmarks.replicas, the procedure the README documents).
 
 Slow: ~3 min; .ci/run installs nginx.
 """
@@ -28,9 +29,10 @@ def test_rolling_update_and_back_and_a_killed_replica_lose_no_request(trained, s
     figures = replicas.run(
         "tweet-lstm@champion",
         "tweet-lstm@champion",
-        env,
+        {**env, "TWEETS_ALIAS_POLL_SECONDS": "1"},
         promote=lambda: promote(new.name, new.version, reason="rolling update test", by="tests"),
         roll_back=lambda: rollback(new.name, reason="rolling update test", by="tests"),
+        follows=True,
     )
 
     # Not one request failed while each replica was replaced; the answers moved to the new version and back.
@@ -43,6 +45,9 @@ def test_rolling_update_and_back_and_a_killed_replica_lose_no_request(trained, s
     assert replicas.models(phases["rolling out"]) == {old_label, new_label}
     assert replicas.models(phases["rolled out"]) == {new_label}
     assert replicas.models(phases["rolled back"]) == {old_label}
+    # Following the alias, every replica converged on the promoted version, then on the rolled-back one.
+    assert figures.followed == {"followed a promotion": [new_label] * 2, "followed the rollback": [old_label] * 2}
+    assert replicas.models(phases["followed a promotion"]) == {old_label, new_label}
     # A killed replica (every process of it gone, its port refusing: Replica.kill checks): requests started
     # after that which nginx still tried on it were refused, and each was passed on to the live replica.
     assert figures.tries_of_killed.total() >= 1
