@@ -229,17 +229,17 @@ class TweetSentiment:
             for prediction_id, label, p, language in zip(ids, labels, probs, languages, strict=True)
         ]
         # The challenger shadows the default model; a call is logged once the challenger has scored it.
-        if model is not self.served or self.shadow is None or not self.shadow.offer(ids, tweets, probs):
+        if model is not self.served or self.shadow is None or not self.shadow.offer(ids, tweets, probs, answered_by):
             self._log(ids, tweets, probs, None, answered_by)
         for label, count in Counter(labels).items():
             predictions_total.labels(label=label, model=answered_by).inc(count)
         return answers
 
-    def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs, model: str | None = None) -> None:
-        """One prediction-log record per model call (drift report, live comparison), with the challenger's
-        answers when one is served; ``model`` answered (default: the default model)."""
+    def _log(self, ids: list[str], tweets: list[str], probs, challenger_probs, model: str) -> None:
+        """One prediction-log record per model call (drift report, live comparison) of the version ``model``,
+        with the challenger's answers when one is served."""
         challenger = self.shadow.label if self.shadow and challenger_probs is not None else None
-        self.prediction_log.record(ids, tweets, probs, model or self.model_label, challenger, challenger_probs)
+        self.prediction_log.record(ids, tweets, probs, model, challenger, challenger_probs)
 
     async def _answer(self, tweets: list[str], model: str | None, one: bool = False) -> Response:
         """The answers of the model a request names (default: the served one), batched with other requests to it

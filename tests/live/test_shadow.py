@@ -92,10 +92,10 @@ def test_a_challenger_that_dies_loses_no_answer_and_the_rest_are_logged_without_
     records = []
     shadow = Shadow(dies_after_warm_up, "m/2", lambda *r: records.append(r), capacity=4)
     shadow.start()
-    assert shadow.offer(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3])
+    assert shadow.offer(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], "m/1")
     shadow.stop()  # the sender finds the process gone, and logs the call with the champion's answers only
-    assert records == [(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], None)]
-    assert not shadow.offer(["a-3"], ["late"], [0.6])  # gone: the caller logs it itself
+    assert records == [(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], None, "m/1")]
+    assert not shadow.offer(["a-3"], ["late"], [0.6], "m/1")  # gone: the caller logs it itself
     status = shadow.status()
     assert (status.failed, status.scored, status.queued) == (3, 0, 0)
 
@@ -111,18 +111,31 @@ def test_a_replaced_challenger_scores_from_the_next_call_and_its_process_ends():
     shadow = Shadow(partial(constant, 0.2), "m/1@challenger", lambda *r: records.append((shadow.label, r)), 4)
     shadow.start()
     old = shadow.challenger
-    shadow.offer(["a-1"], ["good"], [0.8])
+    shadow.offer(["a-1"], ["good"], [0.8], "m/1")
     assert eventually(lambda: bool(records), within=30)
     shadow.replace(ChallengerProcess(partial(constant, 0.9), "m/2@challenger").start())
     assert eventually(lambda: shadow.label == "m/2@challenger", within=30)
-    shadow.offer(["a-2"], ["bad"], [0.3])
+    shadow.offer(["a-2"], ["bad"], [0.3], "m/1")
     shadow.stop()
     assert records == [
-        ("m/1@challenger", (["a-1"], ["good"], [0.8], [0.2])),
-        ("m/2@challenger", (["a-2"], ["bad"], [0.3], [0.9])),
+        ("m/1@challenger", (["a-1"], ["good"], [0.8], [0.2], "m/1")),
+        ("m/2@challenger", (["a-2"], ["bad"], [0.3], [0.9], "m/1")),
     ]
     assert not old.process.is_alive() and not shadow.challenger.process.is_alive()
     assert shadow.status().scored == 1  # compared anew since the replacement
+
+
+def test_calls_of_two_champion_versions_gathered_together_are_logged_each_under_its_own():
+    records = []
+    shadow = Shadow(partial(constant, 0.2), "m/9@challenger", lambda *r: records.append(r), capacity=4, tick=1)
+    shadow.start()
+    shadow.offer(["a-1"], ["good"], [0.8], "m/1@champion")
+    shadow.offer(["a-2"], ["bad"], [0.3], "m/2@champion")  # the champion was swapped between the two calls
+    shadow.stop()
+    assert records == [
+        (["a-1"], ["good"], [0.8], [0.2], "m/1@champion"),
+        (["a-2"], ["bad"], [0.3], [0.2], "m/2@champion"),
+    ]
 
 
 def test_feedback_is_judged_by_id_or_tweet_once_even_before_the_challenger_scored_it():
@@ -130,11 +143,11 @@ def test_feedback_is_judged_by_id_or_tweet_once_even_before_the_challenger_score
     records = []
     shadow = Shadow(partial(stuck, go), "m/2", lambda *r: records.append(r), capacity=4)
     shadow.start()
-    shadow.offer(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3])
+    shadow.offer(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], "m/1")
     assert not shadow.judge("a-1", "good", "negative")  # not scored yet: judged once it is
     go.set()
     shadow.stop()
-    assert records == [(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], [0.5, 0.5])]
+    assert records == [(["a-1", "a-2"], ["good", "bad"], [0.8, 0.3], [0.5, 0.5], "m/1")]
     assert shadow.judge(None, "bad", "negative")  # by the tweet
     assert not shadow.judge("a-1", "good", "negative")  # once
     status = shadow.status()

@@ -16,6 +16,7 @@ the whole log and the feedback store, with intervals and a paired test (tweet_se
 
 import atexit
 import contextlib
+import itertools
 import logging
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from operator import attrgetter
 
 import bentoml
 
@@ -35,8 +37,9 @@ from tweet_sentiment.serve.schemas import FollowingStatus, ShadowStatus
 
 log = logging.getLogger(__name__)
 
-# (prediction ids, tweets, champion's P(positive), challenger's P(positive) or None when not scored)
-WriteRecord = Callable[[list[str], list[str], Sequence[float], Sequence[float] | None], None]
+# (prediction ids, tweets, champion's P(positive), challenger's P(positive) or None when not scored, the
+# champion's version that answered)
+WriteRecord = Callable[[list[str], list[str], Sequence[float], Sequence[float] | None, str], None]
 
 shadow_tweets = bentoml.metrics.Counter(
     name="tweet_shadow_tweets_total",
@@ -158,13 +161,16 @@ class Call:
     ids: list[str]
     tweets: list[str]
     probs: Sequence[float]
+    model: str  # the champion's version that answered: a swap may come between two calls
 
     @classmethod
     def merge(cls, calls: list["Call"]) -> "Call":
+        """Calls of one version as one."""
         return cls(
             [i for call in calls for i in call.ids],
             [tweet for call in calls for tweet in call.tweets],
             [float(p) for call in calls for p in call.probs],
+            calls[0].model,
         )
 
 
@@ -220,7 +226,7 @@ class Shadow:
         with self.lock:
             self.replacement = challenger
 
-    def offer(self, ids: list[str], tweets: list[str], probs: Sequence[float]) -> bool:
+    def offer(self, ids: list[str], tweets: list[str], probs: Sequence[float], model: str) -> bool:
         """Give a champion call to the challenger; False (and counted) when ``capacity`` calls are waiting, or
         the challenger is gone: the caller logs the call itself."""
         with self.lock:
@@ -228,7 +234,7 @@ class Shadow:
                 self._count("failed" if self.gone else "skipped", len(ids))
                 return False
             self.waiting += 1
-            self.gathered.append(Call(ids, tweets, probs))
+            self.gathered.append(Call(ids, tweets, probs, model))
         return True
 
     def stop(self, timeout: float = 30) -> None:
@@ -252,7 +258,8 @@ class Shadow:
             if replacement:
                 self._take_in(replacement)
             if calls:
-                self._score(Call.merge(calls))
+                for _, of_one_version in itertools.groupby(calls, key=attrgetter("model")):
+                    self._score(Call.merge(list(of_one_version)))
                 with self.lock:
                     self.waiting -= len(calls)
             elif stopping or self.gone:
@@ -284,7 +291,7 @@ class Shadow:
             log.error("the challenger %s failed on %d tweets: %s", self.label, len(call.ids), theirs)
             self._log_alone(call)
         else:
-            self.write_record(call.ids, call.tweets, call.probs, theirs)
+            self.write_record(call.ids, call.tweets, call.probs, theirs, call.model)
             self._remember(call, theirs)
 
     def _count(self, outcome: str, tweets: int) -> None:
@@ -296,7 +303,7 @@ class Shadow:
         """A call the challenger did not score: logged with the champion's answers, its tweets counted failed."""
         with self.lock:
             self._count("failed", len(call.ids))
-        self.write_record(call.ids, call.tweets, call.probs, None)
+        self.write_record(call.ids, call.tweets, call.probs, None, call.model)
 
     def _remember(self, call: Call, theirs: list[float]) -> None:
         ids = call.ids
