@@ -31,6 +31,7 @@ from starlette.responses import Response
 from tweet_model import DECISION_CUT
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
+from tweet_sentiment.core.french import FRENCH, ROUTE_MARK
 from tweet_sentiment.core.language import detect_languages, language_warning
 from tweet_sentiment.core.models import ModelNotFound, ServedModel, resolve_model
 from tweet_sentiment.core.prediction_log import PredictionLog
@@ -47,7 +48,7 @@ from tweet_sentiment.serve.guards import (
     RequireToken,
     error_response,
 )
-from tweet_sentiment.serve.loading import PredictionIds, load_model, pyfunc_path
+from tweet_sentiment.serve.loading import TRANSLATION, PredictionIds, answer_french, load_challenger
 from tweet_sentiment.serve.openapi import as_answered
 from tweet_sentiment.serve.pages import pages
 from tweet_sentiment.serve.runtime import limit_model_threads, tune_gc_for_serving, unbatched
@@ -159,7 +160,7 @@ class TweetSentiment:
         self.prediction_log = PredictionLog(worker=bentoml.server_context.worker_index or 0)
         self.shadow = None
         if CHALLENGER:  # in a process of its own (serve/shadow.py), loaded before /readyz says yes
-            load = partial(load_model, pyfunc_path(CHALLENGER.bento_tag))
+            load = partial(load_challenger, CHALLENGER.bento_tag)
             self.shadow = Shadow(load, CHALLENGER.label, self._log, config.shadow_queue_calls)
             self.shadow.start()
         # By alias, the challenger follows it too: promoting a new challenger reaches the shadow without a restart.
@@ -216,17 +217,20 @@ class TweetSentiment:
         ids = self.prediction_ids.take(len(tweets))
         probs = current.predict_proba(tweets)
         languages = detect_languages(tweets)
+        by_route = [False] * len(tweets)  # answered in French by translation: `model` says so, no warning
+        if current.answers_french and FRENCH in languages:
+            probs, by_route = answer_french(current.predict_proba, tweets, languages, probs)
         labels = [LABELS[int(p >= DECISION_CUT)] for p in probs]
         answers = [
             {
                 "id": prediction_id,
                 "label": label,
                 "prob_positive": p,
-                "model": answered_by,
+                "model": answered_by + ROUTE_MARK if routed else answered_by,
                 "language": language,
-                "warning": language_warning(language),
+                "warning": None if routed else language_warning(language),
             }
-            for prediction_id, label, p, language in zip(ids, labels, probs, languages, strict=True)
+            for prediction_id, label, p, language, routed in zip(ids, labels, probs, languages, by_route, strict=True)
         ]
         # The challenger shadows the default model; a call is logged once the challenger has scored it.
         if model is not self.served or self.shadow is None or not self.shadow.offer(ids, tweets, probs, answered_by):
@@ -319,7 +323,7 @@ class TweetSentiment:
         except DBAPIError as error:
             self.feedback_store.health.failed(error)
             state = None
-        dependencies = (self.feedback_store.health, PredictionLog.health, AliasFollower.registry)
+        dependencies = (self.feedback_store.health, PredictionLog.health, AliasFollower.registry, TRANSLATION)
         degraded = [dependency.name for dependency in dependencies if dependency.degraded]
         current = self.served.current.model
         challenger_following = self.challenger_follower.status() if self.challenger_follower else None

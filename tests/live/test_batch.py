@@ -54,7 +54,7 @@ def read(output: Path) -> pd.DataFrame:
 
 @pytest.mark.spark
 @pytest.mark.parametrize("family", ["lstm", "logreg", "transformer"])
-def test_spark_answers_what_the_server_answers(family, trained, spark, archive, tmp_path):
+def test_spark_answers_what_the_server_answers(family, trained, spark, archive, tmp_path, apertium):
     model = trained[family]
     output = tmp_path / "scored"
     summary = score_archive(spark, f"{model.name}@champion", str(archive), str(output), partitions=3)
@@ -63,7 +63,8 @@ def test_spark_answers_what_the_server_answers(family, trained, spark, archive, 
     assert len(list(output.glob("part-*.parquet"))) == 3  # written in parallel, a file per partition
     assert list(rows.columns) == ["id", "text", "day", *OUTPUT_FIELDS.fieldNames()]
     assert summary.labels["not scored"] == 3 and sum(summary.labels.values()) == len(rows)
-    assert set(rows["model"]) == {f"{model.name}/{model.version}@champion"}
+    label = f"{model.name}/{model.version}@champion"
+    assert set(rows["model"]) == {label, f"{label}+fr"}  # the French tweet answered by translation
     assert set(rows["model_version"]) == {int(model.version)} and set(rows["day"]) == {"2026-12-03"}
 
     unscored = rows[rows["reason"].notna()]
@@ -83,7 +84,9 @@ def test_spark_answers_what_the_server_answers(family, trained, spark, archive, 
     assert (np.abs(probs[differ] - DECISION_CUT) < 1e-6).all(), scored[differ]
     assert list(scored["language"].fillna("-")) == [answer["language"] or "-" for answer in served]
     assert list(scored["warning"].fillna("-")) == [answer["warning"] or "-" for answer in served]
-    assert "'fr', not English" in scored.loc[scored["text"] == FRENCH, "warning"].item()
+    assert list(scored["model"]) == [answer["model"] for answer in served]
+    french = scored[scored["text"] == FRENCH].iloc[0]
+    assert (french["model"], french["language"], french["warning"]) == (f"{label}+fr", "fr", None)
 
 
 @pytest.mark.spark

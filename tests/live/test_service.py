@@ -202,15 +202,76 @@ def test_unknown_tag_fails_at_start_naming_it_and_the_store(trained):
     assert trained["logreg"].bento_tag in output
 
 
-def test_non_english_tweets_are_flagged_not_silently_guessed(http):
-    french = "Le vol a été annulé, je suis très mécontent !"
+def test_other_languages_are_flagged_not_silently_guessed(http):
+    german = "Der Flug wurde gestrichen und niemand hilft uns weiter"
     english = "@united thanks for the upgrade, the crew was fantastic!"
-    answers = http.post("/predict_batch", json={"tweets": [french, english, "@united 😡😡", TWEET]}).json()
-    assert answers[0]["language"] == "fr" and "English-only" in answers[0]["warning"]
+    answers = http.post("/predict_batch", json={"tweets": [german, english, "@united 😡😡", TWEET]}).json()
+    assert answers[0]["language"] == "de" and "English-only" in answers[0]["warning"]
     assert answers[1]["language"] == "en" and answers[1]["warning"] is None
     assert [a["language"] for a in answers[2:]] == [None, None]  # nothing, or too little, to tell: no claim
     assert [a["warning"] for a in answers[2:]] == [None, None]
-    assert http.post("/predict", json={"tweet": french}).json()["language"] == "fr"
+
+
+SEED = "Le vol a été annulé, je suis très mécontent !"  # the README's example request
+
+
+def test_french_tweets_are_answered_by_translation_and_say_so(http, trained, apertium):
+    import mlflow
+
+    from tweet_sentiment.core.french import route
+
+    answers = http.post("/predict_batch", json={"tweets": [SEED, TWEET]}).json()
+    seed, label = answers[0], trained["lstm"].label("champion")
+    assert seed["label"] == "negative"
+    assert (seed["language"], seed["warning"], seed["model"]) == ("fr", None, f"{label}+fr")
+    assert answers[1]["model"] == label  # an English tweet of the same call: the model itself
+    predict = mlflow.pyfunc.load_model("models:/tweet-lstm@champion").predict
+    assert seed["prob_positive"] == pytest.approx(route(predict, [SEED])[0], abs=1e-6)  # translated, and the lexicon
+    named = http.post("/predict", json={"tweet": SEED, "model": champion_of(trained, "logreg")}).json()
+    assert named["model"] == trained["logreg"].label("champion") + "+fr"
+
+
+def test_below_the_bar_french_tweets_keep_the_english_answer_and_the_warning(
+    service_module, trained, monkeypatch, apertium
+):
+    from tweet_sentiment.core.french import ACCURACY_METRIC
+
+    measured = bentoml.models.get(trained["lstm"].bento_tag).info.metadata[ACCURACY_METRIC]  # at training
+    monkeypatch.setenv("TWEETS_FRENCH_MIN_ACCURACY", str(measured + 0.01))
+    svc = service_module.TweetSentiment()
+    answer = Prediction.model_validate_json(asyncio.run(svc.predict(SEED)).body)
+    assert answer.model == trained["lstm"].label("champion") and "English-only" in answer.warning
+
+
+def test_apertium_failing_leaves_french_tweets_flagged_and_says_so(service_module, trained, monkeypatch, apertium):
+    from tweet_sentiment.core import french
+
+    svc = service_module.TweetSentiment()
+    assert svc.served.current.answers_french
+    loop = asyncio.new_event_loop()  # one loop: the batcher stays on the loop it first ran on
+
+    def predict_seed() -> Prediction:
+        return Prediction.model_validate_json(loop.run_until_complete(svc.predict(SEED)).body)
+
+    try:
+        monkeypatch.setattr(french, "PIVOT", ("fr-es", "no-such-mode"))  # Apertium now fails on every call
+        answer = predict_seed()
+        assert "french_translation" in svc.status().degraded  # the fault happened
+        assert answer.model == trained["lstm"].label("champion") and "English-only" in answer.warning
+        monkeypatch.undo()
+        assert predict_seed().model.endswith("+fr") and "french_translation" not in svc.status().degraded
+    finally:
+        loop.close()
+
+
+def test_the_challenger_answers_french_as_the_server_does(http, trained, apertium):
+    from tweet_sentiment.serve.loading import load_challenger
+
+    tweets = [SEED, TWEET, "Super vol, équipage adorable, merci !"]
+    served = http.post("/predict_batch", json={"tweets": tweets, "model": champion_of(trained, "logreg")}).json()
+    assert [answer["model"].endswith("+fr") for answer in served] == [True, False, True]
+    challenger = load_challenger(trained["logreg"].bento_tag)  # what a challenger's process loads
+    assert list(challenger(tweets)) == pytest.approx([answer["prob_positive"] for answer in served], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow import MlflowClient
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import DataFrame, SparkSession
@@ -29,6 +30,7 @@ from pyspark.sql import types as T
 from tweet_model import DECISION_CUT
 from tweet_sentiment.batch.udfs import languages
 from tweet_sentiment.core.config import LABELS, ROOT, settings
+from tweet_sentiment.core.french import ROUTE_MARK, answers_french
 from tweet_sentiment.core.models import ModelNotFound, ModelSpec, model_label
 
 # pandas 3 runs the UDFs here: the tests compare their answers with the server's.
@@ -50,13 +52,21 @@ OUTPUT_FIELDS = T.StructType(
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
 NO_TEXT, BLANK_TEXT = "no text", "only whitespace"
 INCOMPLETE = ".incomplete-"  # staging folders: hidden (a leading dot), so Spark and Hive readers skip them
-LANGUAGE = T.StructType([T.StructField("language", T.StringType()), T.StructField("warning", T.StringType())])
+LANGUAGE = T.StructType(  # what batch.udfs.languages returns for each tweet
+    [
+        T.StructField("language", T.StringType()),
+        T.StructField("warning", T.StringType()),
+        T.StructField("text", T.StringType()),  # what the model scores: a French tweet's English, if translated
+        T.StructField("lexicon", T.DoubleType()),  # a translated French tweet's lexicon score
+    ]
+)
 # Shipped to the executors (SparkContext.addPyFile): what the language UDF imports of the project, nothing else
 # (the model carries its own code).
 EXECUTOR_CODE = (
     "tweet_sentiment/__init__.py",
     "tweet_sentiment/core/__init__.py",
     "tweet_sentiment/core/language.py",
+    "tweet_sentiment/core/french.py",
     "tweet_sentiment/batch/__init__.py",
     "tweet_sentiment/batch/udfs.py",
 )
@@ -73,6 +83,7 @@ class BatchModel:
     name: str
     version: str
     alias: str | None
+    french_by_translation: bool = False  # as a server of this version answers French tweets (core/french.py)
 
     @classmethod
     def resolve(cls, spec: str) -> "BatchModel":
@@ -87,7 +98,8 @@ class BatchModel:
                 client.get_model_version(model.name, version)
             except mlflow.exceptions.MlflowException as error:
                 raise ModelNotFound(f"{spec!r}: {model.name} has no version {version}") from error
-        return cls(model.name, version, model.alias)
+        metrics = client.get_run(client.get_model_version(model.name, version).run_id).data.metrics
+        return cls(model.name, version, model.alias, answers_french(metrics, settings().french_min_accuracy))
 
     @property
     def uri(self) -> str:
@@ -207,13 +219,20 @@ def score(tweets: DataFrame, model: BatchModel, text_column: str) -> DataFrame:
     scorable = F.when(blank, F.lit(".")).otherwise(text)
     # The logged pyfunc, loaded once per task by MLflow; this environment's packages are the model's.
     predict = mlflow.pyfunc.spark_udf(tweets.sparkSession, model.uri, result_type="double", env_manager="local")
-    language = F.pandas_udf(languages, LANGUAGE)(scorable)  # made per session: a UDF holds its session's JVM
-    rows = tweets.withColumn("_prob", F.when(~blank, predict(scorable))).withColumn("_language", language)
-    prob = F.col("_prob")
+
+    # Made per session (a UDF holds its session's JVM); French tweets as the server answers them: the model
+    # scores their English, averaged with the lexicon.
+    def languages_of(texts: pd.Series) -> pd.DataFrame:  # pandas_udf reads the types of its function
+        return languages(texts, model.french_by_translation)
+
+    rows = tweets.withColumn("_language", F.pandas_udf(languages_of, LANGUAGE)(scorable))
+    rows = rows.withColumn("_prob", F.when(~blank, predict(F.col("_language.text"))))
+    lexicon = F.col("_language.lexicon")
+    prob = F.when(lexicon.isNotNull(), (F.col("_prob") + lexicon) / 2).otherwise(F.col("_prob"))
     fields = {
         "label": F.when(prob >= DECISION_CUT, LABELS[1]).when(prob < DECISION_CUT, LABELS[0]),
         "prob_positive": prob,
-        "model": F.lit(model.label),
+        "model": F.when(lexicon.isNotNull(), model.label + ROUTE_MARK).otherwise(model.label),
         "model_version": F.lit(int(model.version)),
         "model_alias": F.lit(model.alias),
         "language": F.when(~blank, F.col("_language.language")),

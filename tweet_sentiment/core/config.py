@@ -77,6 +77,12 @@ class Settings(BaseSettings):
         "TWEETS_LIVE_MIN_LABELLED", 200, "promote --if-better-live needs this many labelled tweets..."
     )
     live_alpha: float = _env("TWEETS_LIVE_ALPHA", 0.05, "...and McNemar's test significant at this level")
+    # French tweets (tweet_sentiment/core/french.py)
+    french_min_accuracy: float = _env(
+        "TWEETS_FRENCH_MIN_ACCURACY",
+        0.80,
+        "a version answers French tweets by translation from this French test accuracy",
+    )
     # Telemetry and the Streamlit page
     applicationinsights_connection_string: SecretStr | None = _env(
         "APPLICATIONINSIGHTS_CONNECTION_STRING", None, "export traces and logs to Azure Application Insights"

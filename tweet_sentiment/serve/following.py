@@ -23,8 +23,16 @@ from mlflow import MlflowClient
 from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.dependencies import Dependency
+from tweet_sentiment.core.french import FRENCH
 from tweet_sentiment.core.models import ModelSpec, ServedModel, bento_model_for, in_built_bento
-from tweet_sentiment.serve.loading import PredictProba, load_model, pyfunc_path
+from tweet_sentiment.serve.loading import (
+    PredictProba,
+    answer_french,
+    french_by_translation,
+    load_challenger,
+    load_model,
+    pyfunc_path,
+)
 from tweet_sentiment.serve.schemas import FollowingStatus
 from tweet_sentiment.serve.shadow import ChallengerProcess, Shadow
 
@@ -39,10 +47,12 @@ model_swaps_total = bentoml.metrics.Counter(
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A served model and its P(positive) function, swapped as one."""
+    """A served model and its P(positive) function, swapped as one; whether it answers French tweets by
+    translation (core/french.py)."""
 
     model: ServedModel
     predict_proba: PredictProba
+    answers_french: bool = False
 
 
 def load_and_warm(model: ServedModel) -> LoadedModel:
@@ -53,7 +63,10 @@ def load_and_warm(model: ServedModel) -> LoadedModel:
         probs = list(predict(EXAMPLE_TWEETS[:n]))
         if len(probs) != n or not all(0 <= p <= 1 for p in probs):
             raise ValueError(f"{model.label} answered {probs!r} to {n} tweet(s)")
-    return LoadedModel(model, predict)
+    french = french_by_translation(model.bento_tag)
+    if french:  # the translator's and the lexicon's first call too
+        answer_french(predict, ["Merci pour ce vol"], [FRENCH], [0.5])
+    return LoadedModel(model, predict, french)
 
 
 def served_version(spec: ModelSpec, version: str) -> ServedModel:
@@ -190,6 +203,6 @@ def follow_challenger(spec: str, challenger: ServedModel, shadow: Shadow) -> Ali
 
     def start(version: str) -> ChallengerProcess:
         model = served_version(parsed, version)
-        return ChallengerProcess(partial(load_model, pyfunc_path(model.bento_tag)), model.label).start()
+        return ChallengerProcess(partial(load_challenger, model.bento_tag), model.label).start()
 
     return AliasFollower(spec, challenger.version, parsed.registered_version, start, shadow.replace, poll_s)

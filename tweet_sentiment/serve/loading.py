@@ -2,10 +2,15 @@
 
 import itertools
 import secrets
+import subprocess
 from collections.abc import Callable, Sequence
 
 import bentoml
 import mlflow
+
+from tweet_sentiment.core.config import settings
+from tweet_sentiment.core.dependencies import Dependency
+from tweet_sentiment.core.french import TranslationUnavailable, answering_french, answers_french, reroute
 
 PredictProba = Callable[[list[str]], Sequence[float]]
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model keeps the MLflow model in a BentoML model
@@ -22,6 +27,36 @@ def load_model(path: str) -> PredictProba:
     it had one is called through ``predict``."""
     model = mlflow.pyfunc.load_model(path).unwrap_python_model()
     return getattr(model, "predict_proba", model.predict)
+
+
+TRANSLATION = Dependency("french_translation")  # while it fails, French tweets get the English answer, flagged
+
+
+def french_by_translation(bento_tag: str) -> bool:
+    """Whether the server answers French tweets with this model by translation (core/french.py): its French
+    test accuracy, which its import carries, reaches TWEETS_FRENCH_MIN_ACCURACY, and Apertium is here."""
+    return answers_french(bentoml.models.get(bento_tag).info.metadata, settings().french_min_accuracy)
+
+
+def answer_french(
+    predict: PredictProba, tweets: list[str], languages: list[str | None], probs: Sequence[float]
+) -> tuple[Sequence[float], list[bool]]:
+    """``probs`` with French tweets answered by translation, and which were; while Apertium fails, ``probs``
+    unchanged (the English answers, flagged as not English) and the failure counted."""
+    try:
+        answered = reroute(predict, tweets, languages, probs)
+    except (TranslationUnavailable, subprocess.TimeoutExpired) as error:
+        TRANSLATION.failed(error)
+        return probs, [False] * len(tweets)
+    TRANSLATION.succeeded()
+    return answered
+
+
+def load_challenger(bento_tag: str) -> PredictProba:
+    """A challenger's P(positive) function, in its own process: French tweets answered as a served model of this
+    version answers them."""
+    predict = load_model(pyfunc_path(bento_tag))
+    return answering_french(predict) if french_by_translation(bento_tag) else predict
 
 
 class PredictionIds:

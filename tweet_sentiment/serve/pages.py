@@ -58,8 +58,9 @@ def home_page(models: dict[str, ServedModel], host: str) -> str:
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}} td{{vertical-align:top;
 padding:6px 10px;border-bottom:1px solid #ddd}} pre{{margin:0;white-space:pre-wrap}}</style></head><body>
 <h1>Tweet sentiment</h1>
-<p>Predicts whether an English tweet is positive or negative, with the probability. Tweets in other
-languages are answered with a warning: the models are English-only.</p>
+<p>Predicts whether an English tweet is positive or negative, with the probability; a French one through its
+English translation, where the model is good enough at that (its answer's <code>model</code> ends with
+<code>+fr</code>). Tweets in other languages are answered with a warning: the models are English-only.</p>
 <p>Served model: <b>{html.escape(served.name)}</b> version <b>{html.escape(served.version)}</b>{alias},
 a {html.escape(served.family)} model (BentoML tag <code>{html.escape(served.bento_tag)}</code>, MLflow run
 <code>{html.escape(served.run_id)}</code>).</p>

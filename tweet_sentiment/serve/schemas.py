@@ -195,7 +195,8 @@ class Status(BaseModel):
     alert_threshold: int
     alert_window_seconds: float
     degraded: list[str] = Field(
-        description="dependencies failing now: feedback_store, prediction_log, model_registry (the alias followed)"
+        description="dependencies failing now: feedback_store, prediction_log, model_registry (the alias followed), "
+        "french_translation"
     )
     shadow: ShadowStatus | None = Field(default=None, description="null when no challenger is served")
     following: FollowingStatus | None = Field(

@@ -22,8 +22,9 @@ from tweet_model.runtime import ONNX_MODEL
 from tweet_model.text import clean_tweets
 from tweet_sentiment.core.config import SEED
 from tweet_sentiment.core.feedback import FeedbackStore
+from tweet_sentiment.core.french import apertium_installed
 from tweet_sentiment.core.models import MODEL_CARD, import_to_bento, model_label
-from tweet_sentiment.lifecycle import behaviour, evaluate, model_card
+from tweet_sentiment.lifecycle import behaviour, evaluate, french_routes, model_card
 from tweet_sentiment.lifecycle.promotion import Evaluation, fingerprint, promote_if_better
 from tweet_sentiment.lifecycle.tracking import setup_mlflow
 from tweet_sentiment.training import data, logreg, lstm, transformer
@@ -225,6 +226,10 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
         metrics, probs = evaluate.evaluate(model.predict, sets)
         metrics |= evaluate.latency_ms(model.predict, parts.test["text"].tolist())
         metrics |= {f"behaviour_{c}": rate for c, rate in behaviour.pass_rates(model.predict).items()}
+        if apertium_installed():  # decides whether servers answer French tweets with this version (core/french.py)
+            metrics |= french_routes.served_route_metrics(model.predict)
+        else:
+            log.warning("Apertium is not installed: French tweets will get this version's English answer, flagged")
         mlflow.log_metrics(metrics)
         for set_name, set_probs in probs.items():
             fig = evaluate.confusion_figure(sets[set_name]["label"].to_numpy(), set_probs, f"{name}: {set_name}")
