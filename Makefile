@@ -11,7 +11,7 @@ GENERAL_ARGS ?= --dataset airline+sentiment140:54000 --teacher $(TEACHER) --agre
 PORT ?= 3000
 IMAGE ?= tweet-sentiment:dev
 
-.PHONY: install data serve test test-slow train train-lstm results drift image lock lint bench bench-smoke streamlit clean system-deps
+.PHONY: install apertium data serve test test-slow train train-lstm results drift image lock lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt requirements-runtimes.txt requirements-batch.txt
 	python3 -m venv $(VENV)
@@ -31,8 +31,16 @@ $(CHECKOV_VENV)/bin/checkov:
 data: install
 	$(PY) download_data.py
 
+## Apertium, which translates French tweets (Debian's packages), where it is missing and apt runs without a password.
+APERTIUM := apertium apertium-fr-es apertium-eng-spa
+apertium:
+	@apertium -l 2>/dev/null | grep -qw spa-eng || { \
+		as_root=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
+		($$as_root apt-get update -qq && $$as_root apt-get install -y -qq --no-install-recommends $(APERTIUM)) \
+			>/dev/null 2>&1 || echo "note: without Apertium (apt-get install $(APERTIUM)), French tweets get the English answer, flagged"; }
+
 ## Serve the LSTM's champion (MLflow alias), training the LSTM first if there is none.
-serve: data
+serve: data apertium
 	@$(PY) -m train show $(MODEL_TAG) 2>/dev/null || $(MAKE) --no-print-directory train-lstm
 	$(PY) -m bentoml serve service:TweetSentiment --port $(PORT) --arg model_tag=$(MODEL_TAG)
 

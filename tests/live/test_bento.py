@@ -59,10 +59,12 @@ def test_bento_installs_the_service_and_its_model_without_training_frameworks_or
     assert "onnxruntime==" in packed and not any(f"{name}==" in packed for name in TRAINING_FRAMEWORKS)
 
 
-def test_dockerfile_has_no_apt_layer_a_state_volume_and_a_healthcheck(bento):
+def test_dockerfile_has_one_apt_layer_for_apertium_a_state_volume_and_a_healthcheck(bento):
     dockerfile = Path(bento.path_of("env/docker/Dockerfile")).read_text()
     assert "FROM python:3.11-slim" in dockerfile
-    assert "apt-get" not in dockerfile and "UV_INDEX_STRATEGY" not in dockerfile
+    assert dockerfile.count("apt-get install") == 1  # one apt layer: Apertium, which translates French tweets
+    assert "apertium apertium-fr-es apertium-eng-spa" in dockerfile and "rm -rf /var/lib/apt/lists" in dockerfile
+    assert "UV_INDEX_STRATEGY" not in dockerfile
     runtimes = "uv pip install --no-cache -r models/*/*/mlflow_model/requirements.txt -c src/requirements-runtimes.lock"
     assert runtimes in dockerfile
     assert "ENV TWEETS_STATE_DIR=/home/bentoml/state" in dockerfile
@@ -72,9 +74,10 @@ def test_dockerfile_has_no_apt_layer_a_state_volume_and_a_healthcheck(bento):
     assert 'ENTRYPOINT [ "/home/bentoml/bento/env/docker/entrypoint.sh" ]' in dockerfile
 
 
-def test_build_by_tag_packs_that_model(trained):
-    logreg = build("--arg", f"model_tag={trained['logreg'].bento_tag}")
-    assert [str(m.tag) for m in logreg.info.services[0].models] == [trained["logreg"].bento_tag]
+def test_build_by_tag_packs_that_model_and_those_a_request_may_name(trained):
+    logreg, transformer = trained["logreg"].bento_tag, trained["transformer"].bento_tag
+    built = build("--arg", f"model_tag={logreg}", "--arg", f"models={transformer}")
+    assert [str(m.tag) for m in built.info.services[0].models] == [logreg, transformer]
 
 
 def test_exported_bento_serves_its_champion_from_an_empty_store_without_mlflow(bento, trained, tmp_path):

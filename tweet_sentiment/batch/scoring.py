@@ -222,8 +222,10 @@ def score(tweets: DataFrame, model: BatchModel, text_column: str) -> DataFrame:
 
     # Made per session (a UDF holds its session's JVM); French tweets as the server answers them: the model
     # scores their English, averaged with the lexicon.
+    french_by_translation = model.french_by_translation  # what the UDF takes to the executors: a bool
+
     def languages_of(texts: pd.Series) -> pd.DataFrame:  # pandas_udf reads the types of its function
-        return languages(texts, model.french_by_translation)
+        return languages(texts, french_by_translation)
 
     rows = tweets.withColumn("_language", F.pandas_udf(languages_of, LANGUAGE)(scorable))
     rows = rows.withColumn("_prob", F.when(~blank, predict(F.col("_language.text"))))
