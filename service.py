@@ -31,7 +31,7 @@ from starlette.responses import Response
 from tweet_model import DECISION_CUT
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.feedback import FeedbackStore, is_outage, truth_of
-from tweet_sentiment.core.french import FRENCH, ROUTE_MARK
+from tweet_sentiment.core.french import FRENCH, ROUTE_MARK, TRANSLATOR
 from tweet_sentiment.core.language import detect_languages, language_warning
 from tweet_sentiment.core.models import ModelNotFound, ServedModel, resolve_model
 from tweet_sentiment.core.prediction_log import PredictionLog
@@ -207,6 +207,7 @@ class TweetSentiment:
             self.shadow.stop()
         self.prediction_log.close()
         self.alerts.stop()
+        TRANSLATOR.close()
 
     def _predict(self, model: FollowedModel, tweets: list[str]) -> list[dict]:
         """One model call's answers, each the JSON object of a `Prediction`, its fields in that order: the route

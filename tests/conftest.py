@@ -47,7 +47,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Session fixtures are torn down by now: whatever the suite started must be gone."""
+    """Session fixtures are torn down by now: whatever the suite started must be gone (the service called in
+    this process ends its French translator as a worker does when it stops)."""
+    from tweet_sentiment.core.french import TRANSLATOR
+
+    TRANSLATOR.close()
     try:
         _no_process_left.__exit__(None, None, None)
     except RuntimeError as error:

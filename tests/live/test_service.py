@@ -254,7 +254,8 @@ def test_apertium_failing_leaves_french_tweets_flagged_and_says_so(service_modul
         return Prediction.model_validate_json(loop.run_until_complete(svc.predict(SEED)).body)
 
     try:
-        monkeypatch.setattr(french, "PIVOT", ("fr-es", "no-such-mode"))  # Apertium now fails on every call
+        french.TRANSLATOR.close()
+        monkeypatch.setattr(french, "PIVOT", ("fr-es", "no-such-mode"))  # Apertium cannot start again
         answer = predict_seed()
         assert "french_translation" in svc.status().degraded  # the fault happened
         assert answer.model == trained["lstm"].label("champion") and "English-only" in answer.warning

@@ -1,6 +1,7 @@
 """French tweets: the hand-written set, Apertium's translation, and the routes compared on it."""
 
 import shutil
+import subprocess
 
 import pandas as pd
 import pytest
@@ -41,6 +42,17 @@ def test_apertium_translates_each_tweet_on_its_own_line(apertium):
     assert "flight" in english[0] and "dissatisfied" in english[0]
     assert "concert" in english[1] and "@AirFrance" in english[2]
     assert translate_to_english([]) == []
+
+
+def test_the_running_pipeline_translates_as_the_apertium_command_does(apertium):
+    tweets = [*load_french("test")["text"], "Prix: 5$ [promo] @SNCF a/b \\o/ <3 {ok} ^^"]
+    text = "\n".join(" ".join(tweet.split()) for tweet in tweets) + "\n"
+    for mode in french.PIVOT:  # the command, with its deformatter, once per call
+        text = subprocess.run(["apertium", "-u", mode], input=text, capture_output=True, text=True).stdout
+    assert translate_to_english(tweets) == text.rstrip("\n").split("\n")
+    first = french.TRANSLATOR._process.pid
+    translate_to_english(["Merci"])
+    assert french.TRANSLATOR._process.pid == first  # one pipeline, kept running
 
 
 def test_without_apertium_the_error_names_the_packages(no_apertium):

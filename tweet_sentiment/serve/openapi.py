@@ -13,6 +13,7 @@ ERROR_RESPONSES = {
     500: "an error of the server's own",
     503: "overloaded, or a dependency down; retry after the Retry-After header",
 }
+PREDICT_ROUTES = ("/predict", "/predict_batch")
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -32,7 +33,7 @@ def as_answered(document: dict, models: list[str]) -> dict:
     - a request body required where it has required fields; a field that may be null is ``nullable``
       (BentoML drops the null of ``X | None``, or leaves 3.1's ``{"type": "null"}`` in a 3.0 document).
     """
-    for item in document["paths"].values():
+    for path, item in document["paths"].items():
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
@@ -42,8 +43,8 @@ def as_answered(document: dict, models: list[str]) -> dict:
             if body := operation.get("requestBody"):
                 schema = body["content"]["application/json"]["schema"]
                 body["required"] = bool(schema.get("required"))  # /status takes none: no body is fine
-                if choice := schema.get("properties", {}).get("model"):
-                    choice["enum"] = [*models, None]  # 3.0: a nullable enum lists null
+                if path in PREDICT_ROUTES:  # the model a request names (a report's `model` is free text)
+                    schema["properties"]["model"]["enum"] = [*models, None]  # 3.0: a nullable enum lists null
     mark_nullable(document)
     return document
 

@@ -32,6 +32,7 @@ from operator import attrgetter
 import bentoml
 
 from tweet_model import DECISION_CUT
+from tweet_sentiment.core.french import TRANSLATOR
 from tweet_sentiment.serve.loading import PredictProba
 from tweet_sentiment.serve.schemas import FollowingStatus, ShadowStatus
 
@@ -99,6 +100,7 @@ def challenger_process(load: Callable[[], PredictProba], connection: Connection)
             except Exception as error:
                 answer = f"{type(error).__name__}: {error}"
             connection.send(answer)
+    TRANSLATOR.close()  # French tweets' translator, where it answered some
 
 
 class ChallengerFailed(RuntimeError):
