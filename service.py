@@ -298,12 +298,13 @@ class TweetSentiment:
         except DBAPIError as error:  # stored all the same: answered with its id, the alert state unknown
             store.health.failed(error)
             state = None
-        # Only a model answering now is a label value: a client's free text must not create metric series.
-        answering = {served.label for served in self.answering_now().values()}
+        # Only a model answering now (in English or by translation) is a label value: a client's free text must
+        # not create metric series.
+        answering = {served.label + route for served in self.answering_now().values() for route in ("", ROUTE_MARK)}
         feedback_total.labels(
             verdict="wrong" if is_wrong else "right", model=model if model in answering else "other"
         ).inc()
-        if self.shadow and model == self.model_label:
+        if self.shadow and model.removesuffix(ROUTE_MARK) == self.model_label:  # the challenger scored it too
             self.shadow.judge(prediction_id, tweet, truth_of(predicted_label, true_label, is_wrong))
         if state and state.opened_now:
             self.alerts.wake()  # the e-mail goes out from the sender thread, never in this request

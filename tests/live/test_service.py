@@ -229,6 +229,9 @@ def test_french_tweets_are_answered_by_translation_and_say_so(http, trained, ape
     assert seed["prob_positive"] == pytest.approx(route(predict, [SEED])[0], abs=1e-6)  # translated, and the lexicon
     named = http.post("/predict", json={"tweet": SEED, "model": champion_of(trained, "logreg")}).json()
     assert named["model"] == trained["logreg"].label("champion") + "+fr"
+    report = {"tweet": SEED, "predicted_label": seed["label"], "wrong": False, "model": seed["model"]}
+    assert http.post("/feedback", json=report).status_code == 200
+    assert f'tweet_feedback_total{{model="{label}+fr",verdict="right"}}' in http.get("/metrics").text
 
 
 def test_below_the_bar_french_tweets_keep_the_english_answer_and_the_warning(
