@@ -115,14 +115,20 @@ class Apertium:
         return output[:-1]
 
     def close(self) -> None:
-        """End the pipeline (it starts again at the next call)."""
-        if self._process is not None:
+        """End the pipeline (it starts again at the next call): its input closed, each program ends after the one
+        before it, and the shell once they all have; one that hangs is killed with the rest of the session."""
+        if self._process is None:
+            return
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait()
-            for stream in (self._process.stdin, self._process.stdout):
-                stream.close()
-            self._process = None
+        self._process.stdout.close()
+        self._process = None
 
 
 TRANSLATOR = Apertium()  # one a process: its calls take turns (a job is a few ms)
