@@ -6,8 +6,8 @@ among those ``python -m train.french`` compares (benchmarks/results/FRENCH.md).
 A model answers French tweets this way only where its own accuracy on the French set's test split, measured
 when it was trained (or by ``python -m train.french``) and carried by its BentoML import, reaches
 TWEETS_FRENCH_MIN_ACCURACY, and Apertium is installed; else French tweets keep the English model's answer and a
-warning. The server, the shadow challenger and the Spark scorer all answer French tweets by ``route``. Pure
-functions over numpy and the language identifier: Spark's executors import this module too.
+warning. The server, the shadow challenger and the Spark scorer all answer French tweets by ``route``. It needs
+numpy, the language identifier and the standard library only: Spark's executors import it too.
 
 Apertium is Debian's rule-based translator (`apertium`, `apertium-fr-es`, `apertium-eng-spa`; the language data
 ships in the packages, nothing is downloaded). It has no French-English pair, hence the Spanish pivot.
@@ -174,8 +174,8 @@ def answers_french(metrics: Mapping[str, float], min_accuracy: float) -> bool:
 def reroute(
     predict: PredictProba, tweets: list[str], languages: Sequence[str | None], probs: Sequence[float]
 ) -> tuple[list[float], list[bool]]:
-    """``probs`` with each French tweet's replaced by the route's, and which were; TranslationUnavailable (or
-    subprocess.TimeoutExpired) when Apertium fails."""
+    """``probs`` with each French tweet's replaced by the route's, and which were; TranslationUnavailable when
+    Apertium fails."""
     routed = [language == FRENCH for language in languages]
     probs = [float(p) for p in probs]
     french = [i for i, is_french in enumerate(routed) if is_french]

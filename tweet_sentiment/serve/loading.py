@@ -2,7 +2,6 @@
 
 import itertools
 import secrets
-import subprocess
 from collections.abc import Callable, Sequence
 
 import bentoml
@@ -45,7 +44,7 @@ def answer_french(
     unchanged (the English answers, flagged as not English) and the failure counted."""
     try:
         answered = reroute(predict, tweets, languages, probs)
-    except (TranslationUnavailable, subprocess.TimeoutExpired) as error:
+    except TranslationUnavailable as error:
         TRANSLATION.failed(error)
         return probs, [False] * len(tweets)
     TRANSLATION.succeeded()
