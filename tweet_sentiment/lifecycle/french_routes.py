@@ -10,6 +10,7 @@ The route chosen is served (tweet_sentiment/core/french.py, where the translatio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import mlflow
@@ -57,17 +58,13 @@ def routes(spec: str) -> dict[str, Route]:
 def served_route_metrics(predict: Callable[[list[str]], Sequence[float]]) -> dict[str, float]:
     """How the served route does with the English model ``predict`` on the French set, as run metrics: the
     server answers French tweets by the route only where ``french_test_accuracy`` reaches the bar."""
-    validation, test = load_french("validation"), load_french("test")
-    start = time.perf_counter()
-    validation_probs, test_probs = route(predict, validation["text"].tolist()), route(predict, test["text"].tolist())
-    ms = (time.perf_counter() - start) * 1e3 / (len(validation) + len(test))
-    tested = scores(test["label"].to_numpy(), test_probs)
+    served = measure("served", partial(route, predict), load_french("validation"), load_french("test"))
     metrics = {
-        "french_val_accuracy": scores(validation["label"].to_numpy(), validation_probs)["accuracy"],
-        ACCURACY_METRIC: tested["accuracy"],
-        "french_test_f1": tested["f1"],
-        "french_test_specificity": tested["specificity"],
-        "french_ms_per_tweet": ms,
+        "french_val_accuracy": served.validation_accuracy,
+        ACCURACY_METRIC: served.test["accuracy"],
+        "french_test_f1": served.test["f1"],
+        "french_test_specificity": served.test["specificity"],
+        "french_ms_per_tweet": served.ms_per_tweet,
     }
     return {name: float(value) for name, value in metrics.items()}
 
@@ -100,17 +97,18 @@ class RouteResult:
         return self.test["accuracy"] >= settings().french_min_accuracy
 
 
+def measure(name: str, answer: Route, validation: pd.DataFrame, test: pd.DataFrame) -> RouteResult:
+    """A route's validation accuracy, its scores on the test split, and its cost a tweet over both."""
+    start = time.perf_counter()
+    validation_probs, test_probs = answer(validation["text"].tolist()), answer(test["text"].tolist())
+    ms = (time.perf_counter() - start) * 1e3 / (len(validation) + len(test))
+    validation_accuracy = scores(validation["label"].to_numpy(), validation_probs)["accuracy"]
+    return RouteResult(name, validation_accuracy, scores(test["label"].to_numpy(), test_probs), ms)
+
+
 def compare(spec: str) -> list[RouteResult]:
     validation, test = load_french("validation"), load_french("test")
-    results = []
-    for name, answer in routes(spec).items():
-        start = time.perf_counter()
-        validation_probs = answer(validation["text"].tolist())
-        test_probs = answer(test["text"].tolist())
-        ms = (time.perf_counter() - start) * 1e3 / (len(validation) + len(test))
-        validation_accuracy = scores(validation["label"].to_numpy(), validation_probs)["accuracy"]
-        results.append(RouteResult(name, validation_accuracy, scores(test["label"].to_numpy(), test_probs), ms))
-    return results
+    return [measure(name, answer, validation, test) for name, answer in routes(spec).items()]
 
 
 def chosen(results: list[RouteResult]) -> RouteResult:
