@@ -224,9 +224,11 @@ class Shadow:
 
     def replace(self, challenger: ChallengerProcess) -> None:
         """Score with ``challenger`` (started) from the next message on; the one it replaces ends once it has
-        answered what it was sent."""
+        answered what it was sent, and one still waiting to be taken in (the alias moved twice) ends now."""
         with self.lock:
-            self.replacement = challenger
+            superseded, self.replacement = self.replacement, challenger
+        if superseded:
+            superseded.stop()
 
     def offer(self, ids: list[str], tweets: list[str], probs: Sequence[float], model: str) -> bool:
         """Give a champion call to the challenger; False (and counted) when ``capacity`` calls are waiting, or
