@@ -86,6 +86,28 @@ def test_workers_sharing_the_database_open_one_incident(database, clock):
     assert restarted.counts() == {"feedback": 6, "wrong": 6}
 
 
+def test_an_evaluation_overtaken_by_a_burst_does_not_close_the_incident_it_opened(database, clock, monkeypatch):
+    """Worker A starts evaluating; before it reads the incidents, worker B stores a burst and opens one.
+    A must count that burst too, not close B's incident (a second incident, a second e-mail, would follow)."""
+    from tweet_sentiment.core import feedback
+
+    first, second = (FeedbackStore(engine=connect(database), rule=AlertRule(), clock=clock) for _ in range(2))
+    read_incidents = feedback._open_incident_id
+    overtaken = []
+
+    def burst_first(db):
+        if db.engine is first.engine and not overtaken:
+            overtaken.append(report_wrong(second, 4, clock, every=0)[-1])
+        return read_incidents(db)
+
+    monkeypatch.setattr(feedback, "_open_incident_id", burst_first)
+    state = first.evaluate()
+    [burst] = overtaken
+    assert burst.opened_now  # the burst came first and opened the incident
+    assert state.incident_id == burst.incident_id and state.wrong_in_window == 4
+    assert second.state().incident_id == burst.incident_id  # still open
+
+
 def test_one_email_per_incident_with_the_tweets(store, clock, smtp):
     inbox, settings = smtp
     sender = AlertSender(store, settings)

@@ -145,6 +145,11 @@ def _open_incident_id(db) -> int | None:
     return db.execute(select(incidents_table.c.id).where(incidents_table.c.is_open)).scalar()
 
 
+def _wrong_since(db, since: float) -> int:
+    query = select(func.coalesce(func.sum(wrong_counts_table.c.count), 0)).where(wrong_counts_table.c.second > since)
+    return int(db.execute(query).scalar())
+
+
 @dataclass(frozen=True)
 class AlertRule:
     """Alert when more than ``threshold`` wrong predictions are reported within ``window_seconds``."""
@@ -228,11 +233,8 @@ class FeedbackStore:
     def wrong_count(self, since: float | None = None) -> int:
         """How many wrong predictions were reported since a time (default: in the window ending now)."""
         since = self.clock() - self.rule.window_seconds if since is None else since
-        query = select(func.coalesce(func.sum(wrong_counts_table.c.count), 0)).where(
-            wrong_counts_table.c.second > since
-        )
         with self.engine.connect() as db:
-            return int(db.execute(query).scalar())
+            return _wrong_since(db, since)
 
     def recent_wrong(self, since: float, limit: int) -> list[dict]:
         """The latest ``limit`` wrong-prediction reports since a time, oldest first."""
@@ -254,11 +256,13 @@ class FeedbackStore:
     def evaluate(self) -> AlertState:
         """Open an incident when the rule fires and none is open; close it once the window calms down."""
         now = self.clock()
-        count = self.wrong_count(now - self.rule.window_seconds)
-        firing = count > self.rule.threshold
         opened_now = False
         with self.engine.begin() as db:
             open_id = _open_incident_id(db)
+            # Counted after the open incident is read, so the count holds every report that opened it: counted
+            # before, a worker could close an incident another had opened a moment later, and a second one opens.
+            count = _wrong_since(db, now - self.rule.window_seconds)
+            firing = count > self.rule.threshold
             if not firing and open_id is not None:
                 db.execute(
                     update(incidents_table).where(incidents_table.c.id == open_id).values(is_open=None, closed_at=now)
