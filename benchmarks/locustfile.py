@@ -12,6 +12,7 @@ digits, and its CSV misses the requests of the last moments.
 
 import random
 
+import gevent
 from locust import FastHttpUser, constant, events, task
 
 from tweet_sentiment.training.data import load_airline
@@ -27,6 +28,14 @@ def _add_latencies_file(parser) -> None:
 
 def _record_latency(start_time: float, response_time: float, exception: Exception | None, **_) -> None:
     latencies.append((start_time, response_time, exception is not None))
+
+
+@events.init.add_listener
+def _start_the_run_time_from_now(**_) -> None:
+    """gevent times ``--run-time`` from the loop's cached clock, which stands still until the loop first runs:
+    when importing this file and its data takes longer than the run time (a loaded machine), the run ends before
+    its first request. ``init`` fires just before locust starts that timer."""
+    gevent.get_hub().loop.update_now()
 
 
 @events.init.add_listener

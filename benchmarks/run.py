@@ -106,6 +106,18 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
     return servers
 
 
+def locust_totals(prefix: Path) -> dict[str, str]:
+    """The aggregated row of the stats CSV of the locust run written at ``prefix``."""
+    with open(f"{prefix}_stats.csv") as stats:
+        return next(row for row in csv.DictReader(stats) if row["Name"] == "Aggregated")
+
+
+def locust_errors(prefix: Path) -> str:
+    """What failed in the locust run written at ``prefix``, as its failures CSV counts it ("" when nothing did)."""
+    with open(f"{prefix}_failures.csv") as failures:
+        return "; ".join(f"{row['Occurrences']} x {row['Error']}" for row in csv.DictReader(failures))
+
+
 def run_locust(
     url: str, user: str, users: int, seconds: int, prefix: Path, latencies: Path | None = None
 ) -> dict[str, float]:
@@ -139,8 +151,7 @@ def run_locust(
         capture_output=True,
         timeout=seconds + 120,
     )
-    with open(f"{prefix}_stats.csv") as stats:
-        row = next(r for r in csv.DictReader(stats) if r["Name"] == "Aggregated")
+    row = locust_totals(prefix)
     if row["Request Count"] == "0":
         raise RuntimeError(f"locust completed no request to {url} in {seconds} s:\n{locust.stderr.decode()[-3000:]}")
     return {
