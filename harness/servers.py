@@ -248,11 +248,11 @@ def answers_200(url: str, within: float = 0) -> bool:
     return eventually(ok, within)
 
 
-def eventually(check: Callable[[], bool], within: float) -> bool:
-    """True as soon as ``check()`` is, trying every 0.1 s for ``within`` seconds; else False."""
+def eventually(check: Callable[[], bool], within: float, every: float = 0.1) -> bool:
+    """True as soon as ``check()`` is, trying every ``every`` s for ``within`` seconds; else False."""
     deadline = time.monotonic() + within
     while not check():
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.1)
+        time.sleep(every)
     return True

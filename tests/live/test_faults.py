@@ -1,5 +1,6 @@
-"""Dependency outages against a real `bentoml serve`: the feedback database stopped and started again, the
-prediction log on a full disk. Predictions never fail; the outage is answered, counted, logged once, survived."""
+"""Faults against a real `bentoml serve`: the feedback database stopped and started again, the prediction log on a
+full disk, SIGTERM to a worker and to the server. Predictions never fail; the outage is answered, counted, logged
+once, survived; a stop asked for is carried out."""
 
 import http.client
 import json
@@ -11,7 +12,7 @@ import uuid
 
 import httpx
 
-from harness.servers import eventually, metric_total, running_server, worker_process
+from harness.servers import eventually, metric_total, running_server, server_process, worker_process
 from tweet_sentiment.core.dependencies import Dependency
 
 TWEET = "the crew was lovely"
@@ -101,3 +102,16 @@ def test_a_request_on_a_kept_alive_connection_after_sigterm_is_answered_then_clo
         assert answer.status == 200 and answer.getheader("connection") == "close"
         assert json.loads(answer.read())["label"] in ("positive", "negative")
         worker.wait(timeout=30)  # and the worker exits
+
+
+def test_a_sigterm_while_a_dead_worker_is_replaced_stops_the_server(trained, tmp_path):
+    log = tmp_path / "server.log"
+    with running_server(log=log) as url:
+        server = server_process(url)
+        worker_process(url).kill()
+        # The server logs the death as its process manager starts the replacement: a command that refused
+        # the stop a signal asks for, until serve/internals.stop_on_every_sigterm. Watched closely, to signal
+        # while that command runs.
+        assert eventually(lambda: "a new one starts" in log.read_text(), 30, every=0.005), log.read_text()[-3000:]
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=15)  # not the 30 s until the harness's SIGKILL

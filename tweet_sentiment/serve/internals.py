@@ -23,6 +23,8 @@ from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml._internal.marshal.dispatcher import CorkDispatcher, NonBlockSema
 from bentoml._internal.server.http.instruments import RunnerTrafficMetricsMiddleware
 from bentoml.exceptions import BentoMLException, ServiceUnavailable
+from circus.exc import ConflictError
+from circus.sighandler import SysHandler
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from pydantic import ValidationError
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
@@ -59,6 +61,7 @@ def prepare_server(header_timeout_s: float, drain_s: float) -> None:
     private_prometheus_dir()  # this server's metrics are its own, even beside others on the host
     log_client_errors_in_one_line()
     report_worker_deaths()
+    stop_on_every_sigterm()
     tune_connections(header_timeout_s, drain_s)
     trace_only_when_sampled()
 
@@ -246,6 +249,30 @@ def _worker_reaped(watcher, process_pid: int, exit_code: int | None, **_) -> boo
         logging.getLogger(__name__).error("worker pid %d died (%s); %s", process_pid, cause, then)
         worker_deaths_total.labels(cause=cause).inc()
     return True
+
+
+def stop_on_every_sigterm() -> None:
+    """Stop the server on a SIGTERM or SIGINT that arrives while its process manager is busy; call in the serving
+    process, before it starts.
+
+    Circus turns the signal into a ``quit`` command, which it refuses (a ConflictError, answered to no one) while
+    another command runs, such as the restart of a worker that died: the signal was lost, and the server ran on
+    until a SIGKILL (circus-tent/circus#935, open). Here a refused stop is tried again every 0.1 s.
+
+    Pinned by tests/live/test_faults.py (SIGTERM to the server just after a worker died).
+    """
+    SysHandler.quit = _quit_when_free
+
+
+def _quit_when_free(handler: SysHandler) -> None:
+    handler.controller.loop.add_callback_from_signal(_stop_when_free, handler.controller.arbiter)
+
+
+def _stop_when_free(arbiter) -> None:
+    try:
+        arbiter.stop()
+    except ConflictError:  # raised before the stop starts: another command holds the arbiter
+        arbiter.loop.call_later(0.1, _stop_when_free, arbiter)
 
 
 CLIENT_ERROR_LOGGER = "bentoml._internal.server.http_app"  # where BentoML logs each failed request, traceback included
