@@ -9,8 +9,9 @@ rotated order; each block starts fresh servers. The speed of shared cores drifts
 runs taken in turn put the same drift on every configuration, which long runs minutes apart do not.
 
 The p99 compared is that of every request a configuration answered over all the rounds (exact response
-times, not locust's rounded ones), with a 95% interval from resampling the rounds. After each block the
-servers' /status says how many tweets each challenger scored and skipped.
+times, not locust's rounded ones), with a 95% interval from resampling the rounds. After each block, once
+the challengers have scored what was waiting, the servers' /status says how many tweets each scored and
+skipped.
 """
 
 import argparse
@@ -23,8 +24,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from benchmarks.run import RESULTS, run_locust
-from harness.servers import leaves_no_process, running_server
+from benchmarks.run import RESULTS, locust_errors, run_locust
+from harness.servers import eventually, leaves_no_process, running_server
 
 USERS = 64
 ALONE = "none"
@@ -51,19 +52,36 @@ def run_block(
             shift = round_ % len(configurations)
             for c in configurations[shift:] + configurations[:shift]:
                 times = folder / f"times-{len(runs)}.txt"
-                run_locust(urls[c], "OneTweet", USERS, seconds, folder / str(len(runs)), times)
+                prefix = folder / str(len(runs))
+                run_locust(urls[c], "OneTweet", USERS, seconds, prefix, times)
                 start, ms, failed = np.loadtxt(times, ndmin=2).T  # its CSV misses the last moments' requests
                 steady = ms[(start >= WARM_UP_S) & (start < seconds - 1)]
-                runs.append({"challenger": c, "requests": len(ms), "failures": int(failed.sum()), "steady": steady})
+                runs.append(
+                    {
+                        "challenger": c,
+                        "requests": len(ms),
+                        "failures": int(failed.sum()),
+                        "errors": locust_errors(prefix),
+                        "steady": steady,
+                    }
+                )
                 print(
                     f"{c}: {len(ms)} requests, {runs[-1]['failures']} failed, steady p99 "
                     f"{np.percentile(steady, 99):.1f} ms",
                     flush=True,
                 )
-        statuses = {
-            c: httpx.post(f"{urls[c]}/status", json={}, timeout=30).json()["shadow"] for c in configurations[1:]
-        }
+        statuses = {c: drained_status(urls[c]) for c in configurations[1:]}
     return runs, statuses
+
+
+def drained_status(url: str, within: float = 60) -> dict:
+    """The server's shadow /status once its challenger has scored what was waiting (or ``within`` s passed)."""
+
+    def status() -> dict:
+        return httpx.post(f"{url}/status", json={}, timeout=30).json()["shadow"]
+
+    eventually(lambda: status()["queued"] == 0, within)
+    return status()
 
 
 def p99_ratio(runs: list[dict], challenger: str, rounds: np.ndarray) -> float:
@@ -126,6 +144,9 @@ def main(argv: list[str] | None = None) -> Path:
             row + f" **{p99_ratio(runs, c, all_rounds) - 1:+.1%}** | {low - 1:+.1%} to {high - 1:+.1%} "
             f"| {shadow[c]['scored']:,} | {shadow[c]['skipped']:,} |"
         )
+    failed = [f"- {r['challenger']}, run {i + 1}: {r['errors']}" for i, r in enumerate(runs) if r["errors"]]
+    if failed:
+        lines += ["", "What failed, as locust counted it:", "", *failed]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return args.out

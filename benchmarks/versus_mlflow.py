@@ -12,7 +12,6 @@ thread, as a worker runs it) back to back.
 """
 
 import argparse
-import csv
 import os
 import statistics
 import tempfile
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.run import MLFLOW, RESULTS, run_locust
+from benchmarks.run import MLFLOW, RESULTS, locust_errors, run_locust
 from harness.servers import leaves_no_process, running_mlflow_server, running_server
 from tweet_sentiment.core.models import resolve_model
 from tweet_sentiment.serve.loading import load_model, pyfunc_path
@@ -78,8 +77,7 @@ def measure(url: str, server: str, load: tuple, round_: int, seconds: int, folde
     stats = run_locust(url, user, users, seconds, prefix)
     answered = (stats["requests"] - stats["failures"]) * tweets
     cpu = cpu_seconds(tree) - before
-    with open(f"{prefix}_failures.csv") as failures:
-        errors = "; ".join(f"{row['Occurrences']} x {row['Error']}" for row in csv.DictReader(failures))
+    errors = locust_errors(prefix)
     return Run(
         server, name, round_, stats["rps"] * tweets, stats["p99"], stats["failures"], cpu / answered * 1e6, errors
     )
@@ -115,6 +113,13 @@ def alternated(model_tag: str, rounds: int, seconds: int) -> Iterator[Run]:
                     run = measure(urls[server], server, load, round_, seconds, folder)
                     print(run, flush=True)
                     yield run
+
+
+PROFILE_NOTE = (
+    "Where one worker's time goes on 32-tweet requests, in the work that holds the interpreter lock (which "
+    "bounds a worker): [profiles/ManyTweets-8-gil.md](profiles/ManyTweets-8-gil.md) "
+    "(`python -m benchmarks.profile --user ManyTweets --users 8 --gil`)."
+)
 
 
 def mean(runs: list[Run], server: str, load: str, key: str) -> float:
@@ -156,6 +161,7 @@ def report(runs: list[Run], model_tag: str, model_cpu: dict[int, float], rounds:
     ]
     for what, value, met in targets(runs):
         lines.append(f"| {what} | {value} | {'yes' if met else '**no**'} |")
+    lines += ["", PROFILE_NOTE]
     lines += ["", "## Every run", "", "| round | load | server | tweets/s | p99 ms | failed | CPU µs a tweet |"]
     lines += ["|---|---|---|---|---|---|---|"]
     lines += [

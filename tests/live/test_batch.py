@@ -31,6 +31,9 @@ from tweet_sentiment.serve.schemas import MAX_TWEETS_PER_REQUEST
 from tweet_sentiment.training.data import load_airline
 
 FRENCH = "Le vol a été annulé, je suis très mécontent !"
+# Spark and the server group tweets differently (partitions; adaptive batches that follow timing), and a model's
+# float sums follow the batch's padded shape: a transformer's probabilities move by up to ~1e-5 with it.
+BATCH_ROUNDING = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +80,10 @@ def test_spark_answers_what_the_server_answers(family, trained, spark, archive, 
             request = {"tweets": tweets[start : start + MAX_TWEETS_PER_REQUEST]}
             served += httpx.post(f"{url}/predict_batch", json=request, timeout=60).raise_for_status().json()
     probs = scored["prob_positive"].to_numpy()
-    assert probs.tolist() == pytest.approx([a["prob_positive"] for a in served], abs=1e-6)
-    # Spark and the server group tweets differently, and a transformer's float sums follow the batch's padded
-    # shape: only a tweet within that rounding of the cut may land on the other side of it.
+    assert probs.tolist() == pytest.approx([a["prob_positive"] for a in served], abs=BATCH_ROUNDING)
+    # Only a tweet within that rounding of the cut may land on the other side of it.
     differ = scored["label"].to_numpy() != np.array([answer["label"] for answer in served])
-    assert (np.abs(probs[differ] - DECISION_CUT) < 1e-6).all(), scored[differ]
+    assert (np.abs(probs[differ] - DECISION_CUT) < BATCH_ROUNDING).all(), scored[differ]
     assert list(scored["language"].fillna("-")) == [answer["language"] or "-" for answer in served]
     assert list(scored["warning"].fillna("-")) == [answer["warning"] or "-" for answer in served]
     assert list(scored["model"]) == [answer["model"] for answer in served]

@@ -16,6 +16,15 @@ from tweet_sentiment.core.config import ROOT
 APP = str(ROOT / "streamlit_app.py")
 
 
+@pytest.fixture(autouse=True)
+def main_module_kept():
+    """AppTest leaves the page as ``__main__``, which every process spawned later in the session (a challenger's)
+    would run again as it starts."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="module")
 def service_url(trained, tmp_path_factory):
     # Its own feedback database: alerts opened by other tests must not show on this page.

@@ -8,12 +8,11 @@ import pytest
 from benchmarks import run, soak, versus_mlflow
 
 
+@pytest.mark.slow  # a server for each of four configurations and the model timed alone: ~2 min
 def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
     report = run.main(
         [
             "--smoke",
-            "--seconds",
-            "6",  # locust's own start-up took all of 3 s once on a loaded machine (no request made)
             "--out",
             str(tmp_path),
             "--lstm",
@@ -97,8 +96,11 @@ def test_shadow_benchmark_measures_the_champion_alone_and_with_a_challenger(trai
     assert int(alone[1].replace(",", "")) > 50 and alone[2] == challenger[2] == "0"  # requests, failed
     low, high = challenger[7].split(" to ")
     assert float(low[:-1]) <= float(challenger[6].strip("*%")) <= float(high[:-1])  # the estimate in its interval
-    # Every request answered was scored in shadow too (the server may also answer some locust left at its stop).
-    assert challenger[9] == "0 |" and int(challenger[8].replace(",", "")) >= int(challenger[1].replace(",", ""))
+    # Every request answered was scored in shadow or counted skipped (the server may also answer some locust left
+    # at its stop). How many are skipped depends on the idle CPU the load leaves a SCHED_IDLE challenger: this load
+    # saturates the cores, and the contract (docs/lifecycle.md) is that the champion never waits for it.
+    scored, skipped = (int(challenger[i].strip(" |").replace(",", "")) for i in (8, 9))
+    assert scored > 0 and scored + skipped >= int(challenger[1].replace(",", ""))
 
 
 def test_the_targets_are_checked_on_what_was_measured_and_na_where_a_run_is_missing():
