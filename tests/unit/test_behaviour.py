@@ -13,6 +13,9 @@ CAPABILITIES = [
     "emoji_emoticons",
     "mentions_urls_hashtags",
     "elongations_typos",
+    "praise_naming_a_problem",
+    "sarcasm",
+    "contrast_but",
 ]
 
 

@@ -3,7 +3,8 @@ per capability, pass rates per model.
 
 Two kinds of test: a minimum functionality test (MFT) expects a label; an invariance test (INV)
 expects a perturbation that should not matter (a mention, a link, an elongation, a typo) to leave
-the predicted label unchanged. Tweets are everyday ones, not about airlines.
+the predicted label unchanged. Tweets are everyday ones, not about airlines, but for the three suites
+of what brands get (praise that names a problem, sarcasm, "X but Y"), hand-written in this file.
 """
 
 from collections.abc import Callable
@@ -21,6 +22,50 @@ GOOD = ["great", "amazing", "wonderful", "fantastic", "awesome"]
 BAD = ["terrible", "awful", "horrible", "boring", "disappointing"]
 LIKE = ["like", "love", "enjoy"]
 ADJECTIVES = [(adj, POSITIVE) for adj in GOOD] + [(adj, NEGATIVE) for adj in BAD]
+
+
+# What brands get (hand-written, never trained on): praise that names a problem is praise; sarcasm's markers
+# ("oh great", "thanks for nothing", 🙄) turn praise words into a complaint; after "but", the second clause decides.
+BRANDS = ["@united", "@delta", "@amazon", "@spotify", "@verizon", "@starbucks"]
+PRAISE_NAMING_A_PROBLEM = [
+    "{brand} problem solved in five minutes",
+    "{brand} nothing was broken, everything arrived on time",
+    "not a single complaint about {brand}",
+    "didn't expect much from {brand} but it exceeded every expectation",
+    "{brand} no delays, no issues, no stress",
+    "zero problems with {brand} so far",
+    "never had an issue with {brand}",
+    "{brand} fixed my problem in minutes, thank you",
+    "{brand} was worried about the delay but we landed early",
+    "{brand} not bad at all, i'd do it again",
+    "no complaints, {brand} did everything right",
+    "{brand} 10/10 would fly again",
+]
+SARCASM = [
+    "oh great, another cancellation from {brand}",
+    "thanks for nothing {brand}",
+    "wow {brand}, three hours on hold, love it",
+    "just what i needed, {brand} lost my bag again",
+    "{brand} best customer service ever 🙄",
+    "so glad {brand} charged me twice. thanks a lot",
+    "great job {brand}, my order is a week late",
+    "love waiting two hours for a reply from {brand}. fantastic",
+    'yeah right {brand}, "fast delivery"',
+    "{brand} thanks for the delay, really made my day 🙃",
+]
+# (first clause, second clause, the label the second gives)
+CONTRAST = [
+    ("the flight was delayed", "the crew was amazing", POSITIVE),
+    ("the app crashed once", "support sorted it out fast", POSITIVE),
+    ("the seats were cramped", "the staff were lovely", POSITIVE),
+    ("it took a while", "it was worth the wait", POSITIVE),
+    ("the price is high", "the quality is excellent", POSITIVE),
+    ("the food looked great", "it tasted awful", NEGATIVE),
+    ("the staff were friendly", "my bag never arrived", NEGATIVE),
+    ("the app looks nice", "it crashes every day", NEGATIVE),
+    ("the first week was fine", "now nothing works", NEGATIVE),
+    ("the ad was funny", "the product is a scam", NEGATIVE),
+]
 
 
 @dataclass(frozen=True)
@@ -81,6 +126,20 @@ def suite() -> list[Capability]:
             "INV",
             [(text, text.replace(" was ", " was sooooo ")) for text in bases[::2]]
             + [(text, " ".join([*text.split()[:-1], _typo(text.split()[-1])])) for text in bases[1::2]],
+        ),
+        Capability(
+            "praise_naming_a_problem",
+            "MFT",
+            [(template.format(brand=brand), POSITIVE) for template in PRAISE_NAMING_A_PROBLEM for brand in BRANDS[:3]],
+        ),
+        Capability(
+            "sarcasm", "MFT", [(template.format(brand=brand), NEGATIVE) for template in SARCASM for brand in BRANDS[3:]]
+        ),
+        Capability(
+            "contrast_but",
+            "MFT",
+            [(f"{first} but {second}", label) for first, second, label in CONTRAST]
+            + [(f"{brand} {first}, but {second}", label) for first, second, label in CONTRAST for brand in BRANDS[:2]],
         ),
     ]
 

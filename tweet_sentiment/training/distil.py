@@ -11,20 +11,44 @@ import logging
 
 import mlflow
 import numpy as np
+from mlflow import MlflowClient
 
 from tweet_model import DECISION_CUT
 from tweet_sentiment.core.config import settings
-from tweet_sentiment.core.models import ModelSpec
+from tweet_sentiment.core.models import ModelNotFound, ModelSpec
 from tweet_sentiment.training import data
 from tweet_sentiment.training.data import Split
 
 log = logging.getLogger(__name__)
 
 
+TEACHER_CHOICE_METRIC = "tweeteval_val_roc_auc"  # a validation set, and a metric its class mix cannot move
+
+
 def teacher_version(spec: str) -> tuple[str, str]:
-    """``name@alias`` or ``name/version`` -> (name, version) in the registry."""
-    model = ModelSpec.parse(spec)
-    return model.name, model.registered_version()
+    """``name@alias`` or ``name/version`` -> (name, version) in the registry. Several, comma-separated
+    (``tweet-minilm@champion,tweet-mpnet@champion``): the one whose training run scored the best TweetEval val
+    ROC AUC, never a test set's figure; a candidate that is not registered is left out, with a warning."""
+    client = MlflowClient()
+    candidates = {}
+    for candidate in spec.split(","):
+        model = ModelSpec.parse(candidate.strip())
+        try:
+            version = model.registered_version(client)
+        except ModelNotFound as error:
+            if "," not in spec:
+                raise
+            log.warning("teacher candidate %s left out: %s", candidate, error)
+            continue
+        run = client.get_run(client.get_model_version(model.name, version).run_id)
+        candidates[(model.name, version)] = run.data.metrics.get(TEACHER_CHOICE_METRIC, float("-inf"))
+    if not candidates:
+        raise ModelNotFound(f"none of the teachers {spec!r} is registered")
+    chosen = max(candidates, key=candidates.get)
+    if len(candidates) > 1:
+        scores = ", ".join(f"{name}/{version}: {score:.4f}" for (name, version), score in candidates.items())
+        log.info("teacher %s/%s chosen on %s (%s)", *chosen, TEACHER_CHOICE_METRIC, scores)
+    return chosen
 
 
 def teacher_probabilities(name: str, version: str, texts: list[str], batch_size: int = 256) -> np.ndarray:

