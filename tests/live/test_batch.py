@@ -16,15 +16,14 @@ import pytest
 from harness.servers import eventually, kill_tree, running_server
 from tweet_model import DECISION_CUT
 from tweet_sentiment.batch.scoring import (
-    BLANK_TEXT,
     INCOMPLETE,
-    NO_TEXT,
     OUTPUT_FIELDS,
     BatchInputError,
     BatchModel,
     score_archive,
     spark_session,
 )
+from tweet_sentiment.batch.udfs import BLANK_TEXT, NO_TEXT
 from tweet_sentiment.core.config import ROOT
 from tweet_sentiment.core.models import ModelNotFound
 from tweet_sentiment.serve.schemas import MAX_TWEETS_PER_REQUEST
@@ -87,6 +86,8 @@ def test_spark_answers_what_the_server_answers(family, trained, spark, archive, 
     assert list(scored["language"].fillna("-")) == [answer["language"] or "-" for answer in served]
     assert list(scored["warning"].fillna("-")) == [answer["warning"] or "-" for answer in served]
     assert list(scored["model"]) == [answer["model"] for answer in served]
+    assert [list(named) for named in scored["brands"]] == [answer["brands"] for answer in served]
+    assert {brand for named in scored["brands"] for brand in named} >= {"Virgin America"}
     french = scored[scored["text"] == FRENCH].iloc[0]
     assert (french["model"], french["language"]) == (f"{label}+fr", "fr") and pd.isna(french["warning"])
 
@@ -101,6 +102,8 @@ def test_bad_input_is_named_and_nothing_is_overwritten_unasked(trained, spark, a
         score_archive(spark, "tweet-lstm@champion", str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ModelNotFound, match="has no alias 'nope'"):
         score_archive(spark, "tweet-lstm@nope", str(csv), str(tmp_path / "out"))
+    with pytest.raises(BatchInputError, match="exists: pass --overwrite"):  # before the model is even looked up
+        score_archive(spark, "tweet-lstm@nope", str(csv), str(tmp_path))
     with pytest.raises(BatchInputError, match="cannot partition by day: not a column"):
         score_archive(spark, "tweet-lstm@champion", str(csv), str(tmp_path / "out"), "body", partition_by=("day",))
 

@@ -1,10 +1,16 @@
-"""Score a tweet archive on Spark with a registered model: MLflow's Spark UDF of the same pyfunc the server loads.
+"""Score a tweet archive on Spark with a registered model: the same pyfunc the server loads, in one pass a batch.
 
 The job reads Parquet, CSV or JSON lines, keeps every input column, and adds the fields the server answers
-(``label``, ``prob_positive``, ``model``, ``language``, ``warning``) with the model's version and alias, and a
-``reason`` where a tweet could not be scored (no text, or only whitespace): such rows are kept, not dropped.
+(``label``, ``prob_positive``, ``model``, ``language``, ``warning``, ``brands``) with the model's version and
+alias, and a ``reason`` where a tweet could not be scored (no text, or only whitespace): such rows are kept, not
+dropped. Each Arrow batch is answered in one Python call (``mapInPandas``: the model, the language identifier,
+the French route and the brands together, batch/udfs.py), as the server answers a model call.
+
 The output is written to a hidden staging folder beside the target, then renamed into place, so a job stopped
 midway leaves no half-written output that looks whole; the next run removes what a stopped one left.
+
+Scratch (Spark's local folders, the JVM's temporary files, the model's copy for the executors) goes to one
+folder under the temporary folder (TMPDIR), removed when the session ends.
 """
 
 import os
@@ -27,13 +33,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from tweet_model import DECISION_CUT
-from tweet_sentiment.batch.udfs import languages
-from tweet_sentiment.core.config import LABELS, ROOT, settings
-from tweet_sentiment.core.french import ROUTE_MARK, answers_french
+from tweet_sentiment.batch.udfs import Answering
+from tweet_sentiment.core.brands import Brands
+from tweet_sentiment.core.config import ROOT, settings
+from tweet_sentiment.core.french import answers_french
 from tweet_sentiment.core.models import ModelNotFound, ModelSpec, model_label
 
-# pandas 3 runs the UDFs here: the tests compare their answers with the server's.
+# pandas 3 runs the job's Python here: the tests compare its answers with the server's.
 warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
 
 # What the job adds to every row, after the input's own columns: the server's answer, typed.
@@ -47,24 +53,22 @@ OUTPUT_FIELDS = T.StructType(
         T.StructField("language", T.StringType()),
         T.StructField("warning", T.StringType()),
         T.StructField("reason", T.StringType()),  # why a tweet was not scored; null when it was
+        T.StructField("brands", T.ArrayType(T.StringType())),  # the configured brands it names (TWEETS_BRANDS_FILE)
     ]
 )
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
-NO_TEXT, BLANK_TEXT = "no text", "only whitespace"
 INCOMPLETE = ".incomplete-"  # staging folders: hidden (a leading dot), so Spark and Hive readers skip them
-LANGUAGE = T.StructType(  # what batch.udfs.languages returns for each tweet
-    [
-        T.StructField("language", T.StringType()),
-        T.StructField("warning", T.StringType()),
-        T.StructField("text", T.StringType()),  # what the model scores: a French tweet's English, if translated
-        T.StructField("lexicon", T.DoubleType()),  # a translated French tweet's lexicon score
-    ]
-)
-# Shipped to the executors (SparkContext.addPyFile): what the language UDF imports of the project, nothing else
-# (the model carries its own code).
+# Shipped to the executors (SparkContext.addPyFile): what the job's Python imports of the project, nothing else
+# (the model carries its own code, and the executors load it from their copy).
 EXECUTOR_CODE = (
+    "tweet_model/__init__.py",
+    "tweet_model/pyfunc.py",
+    "tweet_model/runtime.py",
+    "tweet_model/text.py",
     "tweet_sentiment/__init__.py",
     "tweet_sentiment/core/__init__.py",
+    "tweet_sentiment/core/brands.py",
+    "tweet_sentiment/core/config.py",
     "tweet_sentiment/core/language.py",
     "tweet_sentiment/core/french.py",
     "tweet_sentiment/batch/__init__.py",
@@ -140,27 +144,33 @@ class BatchSummary:
 def spark_session(master: str | None = None, task_threads: int = 1) -> Iterator[SparkSession]:
     """A SparkSession for scoring, stopped at the end: on ``master``, else spark-submit's, else ``local[*]``.
     Each task's model runtime gets ``task_threads`` threads (as many cores as a task takes, spark.task.cpus),
-    so concurrent tasks do not oversubscribe an executor."""
+    so concurrent tasks do not oversubscribe an executor. Its scratch stays in one temporary folder, removed
+    with the session: Spark's local folders (``spark-*``, ``blockmgr-*``), the JVM's temporary files (native
+    libraries it unpacks), the model's copy."""
     master = master or SparkConf().get("spark.master", "local[*]")
     os.environ.update(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")  # Spark's progress bar is the job's
-    builder = (
-        SparkSession.builder.master(master)
-        .appName("tweet-sentiment-batch")
-        .config("spark.task.cpus", str(task_threads))
-        .config("spark.executorEnv.OMP_NUM_THREADS", str(task_threads))  # read by tweet_model.runtime
-        .config("spark.ui.showConsoleProgress", "true")  # Spark's own progress bar, on stderr
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-    )
-    if master.startswith("local"):  # the executors are this machine's: the driver's interpreter, its packages
-        os.environ.update(PYSPARK_PYTHON=sys.executable)  # read by pyspark, not by the spark.pyspark.python conf
-    spark = builder.getOrCreate()
-    try:
-        with tempfile.TemporaryDirectory(prefix="tweet-batch-code-") as folder:
-            spark.sparkContext.addPyFile(str(executor_code(Path(folder))))
+    with tempfile.TemporaryDirectory(prefix="tweet-batch-") as scratch:
+        java_options = f"-Djava.io.tmpdir={scratch}"
+        builder = (
+            SparkSession.builder.master(master)
+            .appName("tweet-sentiment-batch")
+            .config("spark.task.cpus", str(task_threads))
+            .config("spark.executorEnv.OMP_NUM_THREADS", str(task_threads))  # read by tweet_model.runtime
+            .config("spark.ui.showConsoleProgress", "true")  # Spark's own progress bar, on stderr
+            .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+            .config("spark.local.dir", scratch)
+            .config("spark.driver.extraJavaOptions", java_options)  # the JVM pyspark starts is given these
+            .config("spark.executor.extraJavaOptions", java_options)
+        )
+        if master.startswith("local"):  # the executors are this machine's: the driver's interpreter, its packages
+            os.environ.update(PYSPARK_PYTHON=sys.executable)  # read by pyspark, not by the spark.pyspark.python conf
+        spark = builder.getOrCreate()
+        try:
+            spark.sparkContext.addPyFile(str(executor_code(Path(scratch))))
             yield spark
-    finally:
-        spark.stop()
-        stop_jvm()
+        finally:
+            spark.stop()
+            stop_jvm()
 
 
 def stop_jvm() -> None:
@@ -211,37 +221,39 @@ def read_tweets(spark: SparkSession, path: str, text_column: str, fmt: str | Non
 
 
 def score(tweets: DataFrame, model: BatchModel, text_column: str) -> DataFrame:
-    """Every input row with OUTPUT_FIELDS added: tweets with text scored by the model's Spark UDF, the others
-    kept with a null label and a reason. One pass over the input."""
-    text = F.col(text_column)
-    blank = text.isNull() | (F.regexp_replace(text, r"(?U)\s", "") == "")  # (?U): Unicode whitespace too
-    # Python UDFs run on every row, even under a condition: rows without text get a placeholder, then nulls.
-    scorable = F.when(blank, F.lit(".")).otherwise(text)
-    # The logged pyfunc, loaded once per task by MLflow; this environment's packages are the model's.
-    predict = mlflow.pyfunc.spark_udf(tweets.sparkSession, model.uri, result_type="double", env_manager="local")
+    """Every input row with OUTPUT_FIELDS added, one Python call a batch (batch/udfs.py). The model's folder is
+    shipped to the executors once; the brands are the driver's configuration."""
+    spark = tweets.sparkSession
+    folder = mlflow.artifacts.download_artifacts(model.uri, dst_path=tempfile.mkdtemp(dir=spark_scratch(spark)))
+    spark.sparkContext.addFile(folder, recursive=True)
+    answering = Answering(
+        model_folder=Path(folder).name,
+        label=model.label,
+        version=int(model.version),
+        alias=model.alias,
+        french_by_translation=model.french_by_translation,
+        brands=Brands.load(),
+        text_column=text_column,
+    )
+    return tweets.mapInPandas(answering.batches, T.StructType([*tweets.schema.fields, *OUTPUT_FIELDS.fields]))
 
-    # Made per session (a UDF holds its session's JVM); French tweets as the server answers them: the model
-    # scores their English, averaged with the lexicon.
-    french_by_translation = model.french_by_translation  # what the UDF takes to the executors: a bool
 
-    def languages_of(texts: pd.Series) -> pd.DataFrame:  # pandas_udf reads the types of its function
-        return languages(texts, french_by_translation)
+def spark_scratch(spark: SparkSession) -> str:
+    """The session's scratch folder (spark_session's), where the driver may write what it ships."""
+    return spark.sparkContext.getConf().get("spark.local.dir", tempfile.gettempdir())
 
-    rows = tweets.withColumn("_language", F.pandas_udf(languages_of, LANGUAGE)(scorable))
-    rows = rows.withColumn("_prob", F.when(~blank, predict(F.col("_language.text"))))
-    lexicon = F.col("_language.lexicon")
-    prob = F.when(lexicon.isNotNull(), (F.col("_prob") + lexicon) / 2).otherwise(F.col("_prob"))
-    fields = {
-        "label": F.when(prob >= DECISION_CUT, LABELS[1]).when(prob < DECISION_CUT, LABELS[0]),
-        "prob_positive": prob,
-        "model": F.when(lexicon.isNotNull(), model.label + ROUTE_MARK).otherwise(model.label),
-        "model_version": F.lit(int(model.version)),
-        "model_alias": F.lit(model.alias),
-        "language": F.when(~blank, F.col("_language.language")),
-        "warning": F.when(~blank, F.col("_language.warning")),
-        "reason": F.when(text.isNull(), NO_TEXT).when(blank, BLANK_TEXT),
-    }
-    return rows.select(*tweets.columns, *(fields[f.name].cast(f.dataType).alias(f.name) for f in OUTPUT_FIELDS))
+
+def hadoop_target(spark: SparkSession, output: str, overwrite: bool):
+    """Hadoop's Path class, the output's file system and its qualified path (local, HDFS, S3A... alike);
+    BatchInputError if it exists and is not to be overwritten."""
+    context = spark.sparkContext
+    HadoopPath = context._jvm.org.apache.hadoop.fs.Path
+    target = HadoopPath(output)
+    fs = target.getFileSystem(context._jsc.hadoopConfiguration())
+    target = fs.makeQualified(target)
+    if fs.exists(target) and not overwrite:
+        raise BatchInputError(f"{output!r} exists: pass --overwrite to replace it")
+    return HadoopPath, fs, target
 
 
 def write_atomically(
@@ -249,13 +261,7 @@ def write_atomically(
 ) -> None:
     """Write Parquet to a staging folder beside ``output``, then rename it into place (the previous output, with
     ``overwrite``, is replaced only once the new one is whole). Each task writes its own files, in parallel."""
-    context = rows.sparkSession.sparkContext
-    HadoopPath = context._jvm.org.apache.hadoop.fs.Path  # Hadoop's file system: local, HDFS, S3A... alike
-    target = HadoopPath(output)
-    fs = target.getFileSystem(context._jsc.hadoopConfiguration())
-    target = fs.makeQualified(target)
-    if fs.exists(target) and not overwrite:
-        raise BatchInputError(f"{output!r} exists: pass --overwrite to replace it")
+    HadoopPath, fs, target = hadoop_target(rows.sparkSession, output, overwrite)
     parent, name = target.getParent(), target.getName()
     for stale in fs.globStatus(HadoopPath(parent, f".{name}{INCOMPLETE}*")) or []:
         fs.delete(stale.getPath(), True)  # what a stopped run left: never readable as output
@@ -298,7 +304,8 @@ def score_archive(
     partitions: int | None = None,
     partition_by: tuple[str, ...] = (),
 ) -> BatchSummary:
-    """The whole job: resolve the model, read, score, write atomically, summarise."""
+    """The whole job: check the output, resolve the model, read, score, write atomically, summarise."""
+    hadoop_target(spark, output, overwrite)  # a second, before a model is looked up and loaded
     model = BatchModel.resolve(model_spec)
     tweets = read_tweets(spark, input_path, text_column, fmt)
     missing = sorted(set(partition_by) - set(tweets.columns) - set(OUTPUT_FIELDS.fieldNames()))
@@ -307,6 +314,21 @@ def score_archive(
     start = time.perf_counter()
     write_atomically(score(tweets, model, text_column), output, overwrite, partitions, partition_by)
     return summarise(spark, output, model, time.perf_counter() - start)
+
+
+def brand_counts(spark: SparkSession, scored: str, time_column: str, step: str = "day") -> pd.DataFrame:
+    """Tweets and negative tweets per brand and ``step`` (Spark's date_trunc unit: hour, day, week) of a scored
+    output (``score_archive``'s), counted on Spark: the small result comes back to the driver. Rows not scored, or
+    whose time cannot be read, are left out."""
+    rows = spark.read.parquet(scored)
+    if time_column not in rows.columns:
+        raise BatchInputError(f"{scored!r} has no column {time_column!r}; its columns: {', '.join(rows.columns)}")
+    when = F.date_trunc(step, F.col(time_column).cast("timestamp"))
+    named = rows.where(F.col("label").isNotNull() & when.isNotNull()).select(
+        F.explode("brands").alias("brand"), when.alias("time"), (F.col("label") == "negative").cast("int").alias("n")
+    )
+    counts = named.groupBy("brand", "time").agg(F.count("*").alias("tweets"), F.sum("n").alias("negative"))
+    return counts.toPandas()
 
 
 def log_to_mlflow(summary: BatchSummary, input_path: str, experiment: str = "tweet-batch-scoring") -> str:
