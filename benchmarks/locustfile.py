@@ -98,6 +98,20 @@ class Predict(TweetUser):
         self.client.post("/predict", json={"tweet": self.tweets(1)[0]}, name="predict")
 
 
+class Explain(TweetUser):
+    """Why a label (`/explain`, one tweet): a model call of the tweet's words' variants, batched apart."""
+
+    @task
+    def explain(self) -> None:
+        self.client.post("/explain", json={"tweet": self.tweets(1)[0]}, name="explain")
+
+
+class PredictBesideExplanations(Predict):
+    """`/predict`, run with Explain: locust weighs the classes, nine users of this one to one of Explain."""
+
+    weight = 9
+
+
 class Feedback(TweetUser):
     """Wrong-prediction reports: every one counts toward the alert window, which fills up as the load goes on."""
 

@@ -155,6 +155,24 @@ def find(rates: list[Rate], model: str, runtime: str, per_call: int, at_once: in
     )
 
 
+# Twenty words, as an explained tweet of the issue's target: a model call of 21 texts for occlusion.
+TWENTY_WORDS = ("@united the crew was lovely and the seats were fine but we waited three hours at the gate "
+                "with no update")  # fmt: skip
+
+
+def explained_ms(tag: str, seconds: float) -> float:
+    """Milliseconds to explain TWENTY_WORDS, one thread, the logged model's own ``explain`` back to back."""
+    os.environ["OMP_NUM_THREADS"] = "1"  # read when the session is created, as in a server worker
+    explain = bentoml.mlflow.load_model(tag).unwrap_python_model().explain
+    explain([TWENTY_WORDS])  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        explain([TWENTY_WORDS])
+        done += 1
+    os.environ.pop("OMP_NUM_THREADS", None)
+    return (time.perf_counter() - start) / done * 1000
+
+
 def report_lines(rates: list[Rate], tags: dict[str, str]) -> list[str]:
     """The report's section on the models alone."""
     peak = peak_gflops()

@@ -27,6 +27,7 @@ from benchmarks import model_only
 from harness.servers import leaves_no_process, running_mlflow_server, running_server
 from tweet_sentiment.core.config import ROOT
 from tweet_sentiment.core.models import ModelNotFound, resolve_model
+from tweet_sentiment.lifecycle.figures import stamped
 
 RESULTS = ROOT / "benchmarks" / "results"
 TWEET_SERVICE = "service:TweetSentiment"
@@ -35,6 +36,7 @@ MLFLOW = "mlflow models serve"
 TWO_THREADS = "lstm batched, 2 model threads"
 TWO_WORKERS = "lstm batched, 2 workers"
 FEEDBACK_USERS, FEEDBACK_ROUNDS, FEEDBACK_SECONDS = 16, 10, 20
+EXPLAINED, MIXED, EXPLAIN_USERS = "lstm, explanations beside", "PredictBesideExplanations Explain", 20
 # issue 22: tweet-minilm served by torch (before the ONNX export) at 10 users; that build is not rerun here.
 TORCH_MINILM_RPS_AT_10_USERS = 117
 
@@ -79,6 +81,7 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
             Server("logreg batched", TWEET_SERVICE, (model["logreg"],), (("OneTweet", 4),)),
             Server("lstm batched", TWEET_SERVICE, (lstm,), (("OneTweet", 4), ("Predict", 4), ("Feedback", 4))),
             Server(MLFLOW, MLFLOW, (lstm_uri, "1"), (("MLflowOneTweet", 4), ("MLflowManyTweets", 2))),
+            Server(EXPLAINED, TWEET_SERVICE, (lstm,), (("Predict", 4), (MIXED, 4))),
         ]
     curve = tuple(("OneTweet", users) for users in (1, 4, 10, 20, 32, 64))
     # The loads compared with `mlflow models serve`, at the same number of workers on both sides.
@@ -98,6 +101,8 @@ def plan(tags: dict[str, str], lstm_uri: str, smoke: bool) -> list[Server]:
         Server("distilbert batched", TWEET_SERVICE, (bert,), (*curve[:3], ("OneTweet", 32), ("ManyTweets", 8))),
         Server("distilbert unbatched", TWEET_SERVICE, (bert, "batching=false"), (("OneTweet", 10),)),
         Server("logreg batched", TWEET_SERVICE, (model["logreg"],), (("OneTweet", 10), ("ManyTweets", 8))),
+        # /predict alone, then with one user in ten asking /explain instead: what explanations cost predictions.
+        Server(EXPLAINED, TWEET_SERVICE, (lstm,), (("Predict", EXPLAIN_USERS), (MIXED, EXPLAIN_USERS))),
         feedback,
     ]
     if tags.get("minilm"):
@@ -119,11 +124,11 @@ def locust_errors(prefix: Path) -> str:
 
 
 def run_locust(
-    url: str, user: str, users: int, seconds: int, prefix: Path, latencies: Path | None = None
+    url: str, user: str, users: int, seconds: int, prefix: Path, latencies: Path | None = None, row: str = "Aggregated"
 ) -> dict[str, float]:
     """Run locust headless against url with the user class ``user`` (or several, separated by spaces); return
-    the aggregated row of its stats CSV. With ``latencies``, locust also writes every request to that file
-    (locustfile.py): exact times, every request counted."""
+    the ``row`` of its stats CSV (default: all requests; or a request name, "predict"). With ``latencies``, locust
+    also writes every request to that file (locustfile.py): exact times, every request counted."""
     locust = subprocess.run(
         [
             sys.executable,
@@ -151,16 +156,18 @@ def run_locust(
         capture_output=True,
         timeout=seconds + 120,
     )
-    row = locust_totals(prefix)
-    if row["Request Count"] == "0":
+    totals = locust_totals(prefix)
+    if totals["Request Count"] == "0":
         raise RuntimeError(f"locust completed no request to {url} in {seconds} s:\n{locust.stderr.decode()[-3000:]}")
+    with open(f"{prefix}_stats.csv") as stats:
+        measured = next(r for r in csv.DictReader(stats) if r["Name"] == row)
     return {
-        "requests": int(row["Request Count"]),
-        "failures": int(row["Failure Count"]),
-        "rps": float(row["Requests/s"]),
-        "p50": float(row["50%"]),
-        "p95": float(row["95%"]),
-        "p99": float(row["99%"]),
+        "requests": int(measured["Request Count"]),
+        "failures": int(measured["Failure Count"]),
+        "rps": float(measured["Requests/s"]),
+        "p50": float(measured["50%"]),
+        "p95": float(measured["95%"]),
+        "p99": float(measured["99%"]),
     }
 
 
@@ -176,7 +183,7 @@ def measure(servers: list[Server], seconds: int, raw: Path) -> list[Result]:
                 name = f"{server.name}-{user}-{users}-{index}"
                 prefix = raw / name.replace(" ", "_").replace(",", "").replace("=", "")
                 duration = min(seconds, FEEDBACK_SECONDS) if user == "Feedback" else seconds
-                stats = run_locust(url, user, users, duration, prefix)
+                stats = run_locust(url, user, users, duration, prefix, row="predict" if user == MIXED else "Aggregated")
                 result = Result(server.name, user, users, tweets_per_request=32 if "ManyTweets" in user else 1, **stats)
                 print(
                     f"   {user} x{users}: {result.rps:7.1f} req/s  p50 {result.p50:g}  p95 {result.p95:g}  "
@@ -257,8 +264,10 @@ def per_tweet(result: Result | None, tweets: int, alone: model_only.Rate | None)
     return result.rps * tweets / alone.tweets_per_s if result and alone else None
 
 
-def checks(results: list[Result], rates: list[model_only.Rate]) -> list[tuple[str, str, bool | None]]:
-    """The targets of the issues, as (what, measured, met)."""
+def checks(
+    results: list[Result], rates: list[model_only.Rate], explained: dict[str, float]
+) -> list[tuple[str, str, bool | None]]:
+    """The targets of the issues, as (what, measured, met); ``explained``: ms an explained tweet, by family."""
     # The issues' reference load: the heaviest one at which the echo service holds p99 under 100 ms.
     calm = [r.users for r in results if r.server == "echo" and r.user == "OneTweet" and r.p99 < 100]
     load = max(calm, default=10)
@@ -322,6 +331,11 @@ def checks(results: list[Result], rates: list[model_only.Rate]) -> list[tuple[st
         Target("MiniLM 32-tweet requests, 8 users: failed or shed (0)", lambda: field(minilm32, "failures"),
                lambda v: v == 0, "{:d}"),
         *feedback_targets([r for r in results if r.server == "lstm feedback"]),
+        Target(f"/predict p99 with one user in ten explaining / without, {EXPLAIN_USERS} users (<= 1.10)",
+               lambda: ratio(served(EXPLAINED, EXPLAIN_USERS, MIXED), served(EXPLAINED, EXPLAIN_USERS, "Predict"),
+                             "p99"), lambda v: v <= 1.1),
+        Target("LSTM: an explained 20-word tweet, one thread (<= 5 ms)", lambda: explained.get("lstm"),
+               lambda v: v <= 5, "{:.2f} ms"),
     ]  # fmt: skip
     return [target.check() for target in targets]
 
@@ -377,7 +391,45 @@ def versus_mlflow(results: list[Result]) -> list[str]:
     return [*lines, "", "The model-only ceiling is in the next section.", ""]
 
 
-def report(results: list[Result], rates: list[model_only.Rate], tags: dict[str, str], seconds: int, out: Path) -> Path:
+def explanations(results: list[Result], explained: dict[str, float], tags: dict[str, str]) -> list[str]:
+    """What `/explain` costs: a tweet's explanation by family, and predictions beside explanations."""
+    alone, mixed = find(results, EXPLAINED, EXPLAIN_USERS, "Predict"), find(results, EXPLAINED, EXPLAIN_USERS, MIXED)
+    lines = [
+        "## Explanations",
+        "",
+        "An explained tweet of 20 words, by each family's logged model alone (its own `explain`, one thread, back "
+        "to back): the logistic regression's exact terms from its coefficients; the others' occlusion, the tweet "
+        "and its 20 variants in one model call.",
+        "",
+        "| family | model | ms an explained tweet |",
+        "|---|---|---|",
+        *[f"| {family} | `{tags[family]}` | {ms:.2f} |" for family, ms in explained.items()],
+        "",
+    ]
+    if alone and mixed:
+        lines += [
+            f"`/predict` on the LSTM, {EXPLAIN_USERS} users back to back, alone, then with one user in ten sending "
+            "`/explain` instead (explanations have their own batcher, one model call at a time):",
+            "",
+            "| load | /predict req/s | p50 ms | p99 ms |",
+            "|---|---|---|---|",
+            *[
+                f"| {name} | {r.rps:.0f} | {r.p50:g} | {r.p99:g} |"
+                for name, r in (("alone", alone), ("beside explanations", mixed))
+            ],
+            "",
+        ]
+    return lines
+
+
+def report(
+    results: list[Result],
+    rates: list[model_only.Rate],
+    explained: dict[str, float],
+    tags: dict[str, str],
+    seconds: int,
+    out: Path,
+) -> Path:
     images = plot(results, out)
     lines = [
         "# Load test report",
@@ -400,7 +452,7 @@ def report(results: list[Result], rates: list[model_only.Rate], tags: dict[str, 
         "|---|---|---|",
         *[
             f"| {what} | {value} | {'yes' if met else 'n/a' if met is None else '**no**'} |"
-            for what, value, met in checks(results, rates)
+            for what, value, met in checks(results, rates, explained)
         ],
         "",
         "## All runs",
@@ -418,18 +470,20 @@ def report(results: list[Result], rates: list[model_only.Rate], tags: dict[str, 
         '`/invocations` (`{"inputs": [...]}`).',
         "",
         *versus_mlflow(results),
+        *explanations(results, explained, tags),
         *model_only.report_lines(rates, tags),
         *[f"![{name}]({name})" for name in images],
         "",
     ]
     path = out / "REPORT.md"
-    path.write_text("\n".join(lines))
+    stamped(path, "\n".join(lines))
     save(results, out)
     return path
 
 
 def resolve_tags(args: argparse.Namespace) -> dict[str, str]:
-    tags = {"lstm": args.lstm, "logreg": args.logreg, "distilbert": args.distilbert, "minilm": args.minilm}
+    tags = {"lstm": args.lstm, "logreg": args.logreg, "distilbert": args.distilbert, "minilm": args.minilm,
+            "mpnet": args.mpnet}  # fmt: skip
     for key, tag in list(tags.items()):
         try:
             tags[key] = resolve_model(tag).bento_tag
@@ -438,7 +492,7 @@ def resolve_tags(args: argparse.Namespace) -> dict[str, str]:
                 from benchmarks.distilbert_random import create
 
                 tags[key] = create()
-            elif key in ("minilm", "distilbert"):
+            elif key in ("minilm", "mpnet", "distilbert"):
                 tags[key] = ""
             else:
                 message = f"{tag} is not in the BentoML store: train it first (python -m train {key})"
@@ -457,6 +511,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--logreg", default="tweet-logreg:latest")
     parser.add_argument("--distilbert", default="tweet-distilbert-random:latest")
     parser.add_argument("--minilm", default="tweet-minilm@champion")
+    parser.add_argument("--mpnet", default="tweet-mpnet@champion")
     args = parser.parse_args(argv)
     seconds = args.seconds or (3 if args.smoke else 30)
     raw = args.out / "raw"
@@ -471,7 +526,9 @@ def main(argv: list[str] | None = None) -> Path:
         results = measure(servers, seconds, raw)
         save(results, args.out)  # kept if what follows fails
     rates = model_only.measure(tags, 1 if args.smoke else 5)
-    path = report(results, rates, tags, seconds, args.out)
+    families = ("logreg", "lstm", "minilm", "mpnet")
+    explained = {f: model_only.explained_ms(tags[f], 1 if args.smoke else 5) for f in families if tags.get(f)}
+    path = report(results, rates, explained, tags, seconds, args.out)
     print(path.read_text())
     return path
 

@@ -26,8 +26,10 @@ import psutil
 
 from benchmarks.run import MLFLOW, RESULTS, locust_errors, run_locust
 from harness.servers import leaves_no_process, running_mlflow_server, running_server
+from tweet_model.pyfunc import load_predict_proba
 from tweet_sentiment.core.models import resolve_model
-from tweet_sentiment.serve.loading import load_model, pyfunc_path
+from tweet_sentiment.lifecycle.figures import stamped
+from tweet_sentiment.serve.loading import pyfunc_path
 from tweet_sentiment.training.data import load_airline
 
 SERVICE = "this service"
@@ -87,7 +89,7 @@ def model_cpu_us_per_tweet(bento_tag: str, per_call: int, seconds: float) -> flo
     """The logged pyfunc alone with one model thread, as the service's worker runs it (``model_threads=1``),
     ``per_call`` tweets a call back to back: this process's CPU time per tweet."""
     os.environ["OMP_NUM_THREADS"] = "1"  # read by the ONNX session as it is created
-    predict = load_model(pyfunc_path(bento_tag))
+    predict = load_predict_proba(pyfunc_path(bento_tag))
     tweets = list(load_airline()["text"].head(12_000))
     predict(tweets[:per_call])  # warm-up: the runtime plans its first shapes
     done, start = 0, time.process_time()
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     bento_tag = resolve_model(args.model_tag).bento_tag
     model_cpu = {n: model_cpu_us_per_tweet(bento_tag, n, max(5, args.seconds / 2)) for n in (1, 32)}
     lines = report(runs, args.model_tag, model_cpu, args.rounds, args.seconds)
-    args.out.write_text("\n".join(lines))
+    stamped(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

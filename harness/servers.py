@@ -54,7 +54,7 @@ def running_server(
     command = [sys.executable, "-m", "bentoml", "serve", target, "--host", "127.0.0.1", "--port", str(port)]
     for arg in bento_args:
         command += ["--arg", arg]
-    with _serving(command, f"http://127.0.0.1:{port}", "/readyz", timeout, env, log) as url:
+    with running_program(command, f"http://127.0.0.1:{port}", "/readyz", timeout, env, log) as url:
         yield url
 
 
@@ -72,7 +72,7 @@ def running_mlflow_server(model_uri: str, workers: int = 1, timeout: float = 180
         "MLFLOW_TRACKING_URI": settings().tracking_uri,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # its uvicorn
     }
-    with _serving(command, f"http://127.0.0.1:{port}", "/ping", timeout, env) as url:
+    with running_program(command, f"http://127.0.0.1:{port}", "/ping", timeout, env) as url:
         # Warm-up, as the BentoML service does before it says ready: Keras traces a graph for each of the
         # first batch shapes it sees (~1 s each), which would otherwise land on the first measured requests.
         for size in (1, 2, 32):
@@ -84,9 +84,11 @@ def running_mlflow_server(model_uri: str, workers: int = 1, timeout: float = 180
 
 
 @contextmanager
-def _serving(
+def running_program(
     command: list[str], url: str, ready_path: str, timeout: float, env: dict, log_path: Path | None = None
 ) -> Iterator[str]:
+    """Run ``command`` (a server of any kind); yield ``url`` once ``url + ready_path`` answers 200; stop it on exit
+    (RuntimeError with its log if it dies or is not ready within ``timeout``)."""
     with open(log_path, "w+") if log_path else tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(
             command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -256,3 +258,17 @@ def eventually(check: Callable[[], bool], within: float, every: float = 0.1) -> 
             return False
         time.sleep(every)
     return True
+
+
+@contextmanager
+def busy_cores(count: int = os.cpu_count() or 2, seconds: float = 300) -> Iterator[None]:
+    """``count`` processes spinning on the CPU at normal priority for the block (at most ``seconds``): a busy
+    machine, for a test that must hold on one. They are killed when the block ends."""
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()

@@ -2,7 +2,8 @@
 
 Everything the session writes lives in one temporary folder, the temporary folder of every process it starts
 included (TMPDIR), removed at the end unless TWEETS_KEEP_TEST_HOME=1 asks to keep it for debugging. The
-session fails, naming them, if processes it started are still running when it ends.
+session fails, naming them, if processes it started are still running when it ends, or if it left files in the
+system's temporary folder (programs that ignore TMPDIR, such as Java's).
 """
 
 import os
@@ -11,6 +12,11 @@ import tempfile
 from pathlib import Path
 
 # Before anything imports bentoml or mlflow: every store of the test session lives in a temp folder.
+_SYSTEM_TMP = Path(tempfile.gettempdir())
+# What programs that ignore TMPDIR would leave in the system's temporary folder (Java's java.io.tmpdir: Spark's
+# local folders and unpacked libraries; MLflow's Spark UDF): the session fails if it finds new ones.
+_STRAY = ("spark-*", "blockmgr-*", "artifacts-*", "liblz4-java-*", "snappy-*")
+_STRAY_BEFORE = {path for pattern in _STRAY for path in _SYSTEM_TMP.glob(pattern)}
 _HOME = Path(tempfile.mkdtemp(prefix="tweet-sentiment-tests-"))
 _HOME.chmod(0o755)  # PostgreSQL runs as its own user, in a folder under it
 (_HOME / "tmp").mkdir(mode=0o1777)
@@ -52,10 +58,15 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from tweet_sentiment.core.french import TRANSLATOR
 
     TRANSLATOR.close()
+    report = session.config.pluginmanager.get_plugin("terminalreporter")
     try:
         _no_process_left.__exit__(None, None, None)
     except RuntimeError as error:
-        session.config.pluginmanager.get_plugin("terminalreporter").write_line(f"ERROR: {error}", red=True)
+        report.write_line(f"ERROR: {error}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    stray = sorted({path for pattern in _STRAY for path in _SYSTEM_TMP.glob(pattern)} - _STRAY_BEFORE)
+    if stray:
+        report.write_line(f"ERROR: the run left files in {_SYSTEM_TMP}: {', '.join(p.name for p in stray)}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if os.environ.get("TWEETS_KEEP_TEST_HOME") != "1":
         shutil.rmtree(_HOME, ignore_errors=True)
@@ -69,6 +80,20 @@ def apertium() -> None:
     if not apertium_installed():
         message = "Apertium is not installed (apt-get install apertium apertium-fr-es apertium-eng-spa)"
         pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def program():
+    """A program from Debian's packages, by name: its path; the test is skipped where it is missing (failed under
+    CI, whose .ci/run installs it)."""
+
+    def find(name: str, package: str) -> str:
+        if found := shutil.which(name):
+            return found
+        message = f"{name} is not installed (apt-get install {package}; .ci/run does)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+
+    return find
 
 
 @pytest.fixture(scope="session")

@@ -39,9 +39,9 @@ def test_class_predicts_one_and_many(service_module, trained):
 def test_concurrent_requests_to_both_routes_share_model_calls_and_get_their_own_answers(service_module):
     svc = service_module.TweetSentiment()
     calls = []
-    predict = svc.served.current.predict_proba
-    svc.served.current = LoadedModel(
-        svc.served.current.model, lambda tweets: calls.append(len(tweets)) or predict(tweets)
+    predict = svc.answering.served.current.predict_proba
+    svc.answering.served.current = LoadedModel(
+        svc.answering.served.current.model, lambda tweets: calls.append(len(tweets)) or predict(tweets)
     )
     tweets = [f"flight {i} was {'great' if i % 2 else 'awful'}" for i in range(40)]
 
@@ -250,7 +250,7 @@ def test_apertium_failing_leaves_french_tweets_flagged_and_says_so(service_modul
     from tweet_sentiment.core import french
 
     svc = service_module.TweetSentiment()
-    assert svc.served.current.answers_french
+    assert svc.answering.served.current.answers_french
     loop = asyncio.new_event_loop()  # one loop: the batcher stays on the loop it first ran on
 
     def predict_seed() -> Prediction:
@@ -319,7 +319,7 @@ def test_home_page_examples_work(http):
 
     page = unescape(http.get("/").text)
     examples = re.findall(r"-X POST http://[^/]+(/\w+) .*?-d '(.*?)'</pre>", page, flags=re.S)
-    assert [route for route, _ in examples] == ["/predict", "/predict_batch", "/feedback", "/status"]
+    assert [route for route, _ in examples] == ["/predict", "/predict_batch", "/explain", "/feedback", "/status"]
     for route, body in examples:
         assert http.post(route, json=json.loads(body)).status_code == 200, route
 
@@ -357,11 +357,11 @@ def test_a_model_the_server_was_not_started_with_is_a_400_naming_those_it_was(ht
 
 def test_concurrent_requests_naming_different_models_are_batched_per_model(service_module, trained):
     svc = service_module.TweetSentiment()
-    specs = list(svc.answering)
+    specs = list(svc.answering.models)
     assert specs[0] == "tweet-lstm@champion" and len(specs) == 3
     calls: dict[str, list[list[str]]] = {spec: [] for spec in specs}
     own = {}
-    for spec, model in svc.answering.items():
+    for spec, model in svc.answering.models.items():
         own[spec] = model.current.predict_proba
 
         def counted(tweets, spec=spec):
@@ -377,7 +377,7 @@ def test_concurrent_requests_naming_different_models_are_batched_per_model(servi
     answers = [Prediction.model_validate_json(answer.body) for answer in asyncio.run(everyone_at_once())]
     for i, spec in enumerate(specs):
         asked, answered_ = tweets[i::3], answers[i::3]
-        assert {answer.model for answer in answered_} == {svc.answering[spec].current.model.label}
+        assert {answer.model for answer in answered_} == {svc.answering.models[spec].current.model.label}
         assert [answer.prob_positive for answer in answered_] == pytest.approx(list(own[spec](asked)), abs=1e-5)
         # A model's calls held its own requests' tweets only, merged into fewer calls than requests.
         assert sorted(tweet for call in calls[spec] for tweet in call) == sorted(asked)

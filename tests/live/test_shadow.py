@@ -5,6 +5,7 @@ import asyncio
 import itertools
 import multiprocessing
 import os
+import time
 from functools import partial
 
 import httpx
@@ -12,12 +13,13 @@ import pytest
 from mlflow import MlflowClient
 from pydantic import TypeAdapter
 
-from harness.servers import eventually, running_server
+from harness.servers import busy_cores, eventually, running_server
 from train.__main__ import main as train_cli
+from tweet_model.pyfunc import load_predict_proba
 from tweet_sentiment.core.prediction_log import read_prediction_log
 from tweet_sentiment.lifecycle import live
 from tweet_sentiment.lifecycle.promotion import champion_version
-from tweet_sentiment.serve.loading import PredictionIds, PredictProba, load_model, pyfunc_path
+from tweet_sentiment.serve.loading import PredictionIds, PredictProba, pyfunc_path
 from tweet_sentiment.serve.schemas import Predictions
 from tweet_sentiment.serve.shadow import ChallengerProcess, Shadow
 from tweet_sentiment.training.data import load_airline
@@ -62,15 +64,15 @@ def test_a_full_challenger_queue_skips_and_counts_and_leaves_the_champion_alone(
     svc = service_module.TweetSentiment()
     alone = answers(svc, TWEETS, loop)
     release = multiprocessing.get_context("spawn").Event()
-    svc.shadow = Shadow(partial(stuck, release), "tweet-lstm/99@challenger", svc._log, capacity=1)
-    svc.shadow.start()
+    svc.answering.shadow = Shadow(partial(stuck, release), "tweet-lstm/99@challenger", svc.answering.log, capacity=1)
+    svc.answering.shadow.start()
     shadowed = answers(svc, TWEETS, loop, one_by_one=True)  # the challenger holds a call, the others skip
     assert [a.label for a in shadowed] == [a.label for a in alone]
     assert [a.prob_positive for a in shadowed] == pytest.approx([a.prob_positive for a in alone], abs=1e-6)
-    assert svc.shadow.status().skipped == len(TWEETS) - 4  # all but the first call of 4 tweets
+    assert svc.answering.shadow.status().skipped == len(TWEETS) - 4  # all but the first call of 4 tweets
     release.set()
-    svc.shadow.stop()
-    status = svc.shadow.status()
+    svc.answering.shadow.stop()
+    status = svc.answering.shadow.status()
     assert (status.scored, status.queued) == (4, 0)
 
 
@@ -125,6 +127,26 @@ def test_a_replaced_challenger_scores_from_the_next_call_and_its_process_ends():
     assert shadow.status().scored == 1  # compared anew since the replacement
 
 
+def answers_late(seconds: float) -> PredictProba:
+    """A challenger that answers 0.5, after its warm-up call only ``seconds`` later."""
+    calls = itertools.count()
+    return lambda tweets: (next(calls) == 0 or not time.sleep(seconds)) and [0.5] * len(tweets)
+
+
+def test_a_challenger_that_does_not_answer_is_killed_on_stop_and_the_call_logged_with_both_cores_busy(caplog):
+    records = []
+    shadow = Shadow(partial(answers_late, 600), "m/2@challenger", lambda *r: records.append(r), capacity=4)
+    shadow.start()
+    with busy_cores():
+        assert shadow.offer(["a-1"], ["good"], [0.8], "m/1")
+        assert eventually(lambda: not shadow.gathered, within=10)  # sent: the challenger holds it
+        started = time.monotonic()
+        shadow.stop(timeout=2)
+        assert time.monotonic() - started < 30 and not shadow.challenger.process.is_alive()
+    assert records == [(["a-1"], ["good"], [0.8], None, "m/1")]  # logged with the champion's answer alone
+    assert "m/2@challenger (pid" in caplog.text and "is killed" in caplog.text
+
+
 def test_calls_of_two_champion_versions_gathered_together_are_logged_each_under_its_own():
     records = []
     shadow = Shadow(partial(constant, 0.2), "m/9@challenger", lambda *r: records.append(r), capacity=4, tick=1)
@@ -159,15 +181,15 @@ def test_a_challenger_equal_to_the_champion_is_not_promoted(service_module, trai
     monkeypatch.setenv("TWEETS_FEEDBACK_DB", str(tmp_path / "feedback.db"))  # not the session's alert window
     svc = service_module.TweetSentiment()
     lstm = trained["lstm"]
-    itself = partial(load_model, pyfunc_path(lstm.bento_tag))  # equal to the champion by construction
-    svc.shadow = Shadow(itself, svc.model_label, svc._log, capacity=64)
-    svc.shadow.start()
+    itself = partial(load_predict_proba, pyfunc_path(lstm.bento_tag))  # equal to the champion by construction
+    svc.answering.shadow = Shadow(itself, svc.answering.model_label, svc.answering.log, capacity=64)
+    svc.answering.shadow.start()
     tweets = load_airline()["text"].head(240).tolist()
     predictions = answers(svc, tweets, loop)
-    svc.shadow.stop()
+    svc.answering.shadow.stop()
     for tweet, prediction in zip(tweets, predictions, strict=True):
         svc.feedback(tweet, prediction.label, wrong=len(tweet) % 4 == 0, prediction_id=prediction.id)
-    assert svc.shadow.status().labelled == len(tweets)
+    assert svc.answering.shadow.status().labelled == len(tweets)
 
     decision = live.promote_if_better_live(lstm.name, lstm.version, min_labelled=100)
     assert not decision.promoted and "not better" in decision.reason

@@ -7,6 +7,8 @@ import sys
 import time
 import urllib.request
 
+import httpx
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -43,7 +45,7 @@ def app(service_url, monkeypatch):
 def test_page_shows_the_served_model_and_alert_state(app, trained):
     assert not app.exception
     sidebar = " ".join(m.value for m in app.sidebar.markdown)
-    assert trained["logreg"].label() in sidebar
+    assert trained["logreg"].label() in sidebar and "Brands watched: United, US Airways" in sidebar
     assert len(app.sidebar.success) == 1  # no alert yet
 
 
@@ -53,12 +55,32 @@ def test_predict_then_report_wrong_sends_feedback(app, trained):
     [metric] = app.metric
     assert metric.value in ("negative", "positive")
     assert trained["logreg"].label() in metric.label
+    why = next(m.value for m in app.markdown if "Why: each word" in m.value)  # each word shaded by its effect
+    assert why.count("<span title=") == 7 and ">lost</span>" in why and "(coefficients)" in why
     wrong = next(b for b in app.button if b.label == "Wrong")
     wrong.click().run()
     assert any("feedback #" in info.value for info in app.info)
     # The challenger scored the tweet in shadow; the feedback named the answer's id, so it counts for both.
     sidebar = " ".join(m.value for m in app.sidebar.markdown)
     assert trained["lstm"].label() in sidebar and "On 1 labelled tweets" in sidebar
+
+
+def test_a_csv_export_is_scored_through_the_service_with_its_brands_shares(app, service_url):
+    tweets = [f"@united flight {i} was {'great' if i % 3 else 'awful'}" for i in range(300)]
+    tweets += ["   ", "@JetBlue lovely crew, loved the snacks"]  # a row with no tweet stays, unscored
+    export = pd.DataFrame({"id": range(len(tweets)), "body": tweets})
+    app.file_uploader[0].set_value(("export.csv", export.to_csv(index=False).encode(), "text/csv")).run()
+    next(box for box in app.selectbox if box.label == "Text column").set_value("body").run()
+    next(button for button in app.button if button.label == "Score the file").click().run()
+    assert not app.exception
+    scored = app.session_state["scored"]
+    assert list(scored["id"]) == list(export["id"]) and pd.isna(scored["label"].iloc[300])
+    answers = httpx.post(f"{service_url}/predict_batch", json={"tweets": tweets[:200]}, timeout=30).json()
+    assert list(scored["label"].iloc[:200]) == [answer["label"] for answer in answers]  # more than one request
+    assert set(scored["brands"]) == {"United", "", "JetBlue"}
+    [shares] = app.dataframe
+    assert shares.value.loc["United", "tweets"] == 300 and shares.value.loc["JetBlue", "tweets"] == 1
+    assert app.get("download_button")
 
 
 def test_refused_tweet_is_explained(app):

@@ -30,10 +30,12 @@ def test_notebook_runs(path, trained, monkeypatch):
         assert "image/png" in text  # ROC curves and confusion matrices were drawn
     if "batch" in path.name:
         assert "scored 300 tweets with tweet-lstm/" in text and "image/png" in text
+    if "campaign" in path.name:
+        assert "United" in text and "image/png" in text  # the brands' table and their hourly shares
 
 
 def test_saved_notebooks_are_executed_and_small():
-    assert len(NOTEBOOKS) == 3
+    assert len(NOTEBOOKS) == 4
     for path in NOTEBOOKS:
         notebook = nbformat.read(path, as_version=4)
         code = [cell for cell in notebook.cells if cell.cell_type == "code"]

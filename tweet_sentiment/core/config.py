@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     smtp_starttls: bool = _env("SMTP_STARTTLS", False, "upgrade the connection with STARTTLS")
     alert_email_from: str = _env("ALERT_EMAIL_FROM", "tweet-sentiment@localhost", "alert sender")
     alert_email_to: str = _env("ALERT_EMAIL_TO", "", "comma-separated alert recipients")
+    # Brands watched for bad buzz (docs/brands.md)
+    brands_file: Path | None = _env(
+        "TWEETS_BRANDS_FILE", ROOT / "brands.yaml", "brands and the terms that name them (empty: no brand counted)"
+    )
     # Champion and challenger (docs/lifecycle.md, Champion and challenger on live traffic)
     alias_poll_seconds: float = _env(
         "TWEETS_ALIAS_POLL_SECONDS", 5.0, "a server of NAME@ALIAS looks it up this often and follows it (0: never)"
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, path: Path) -> Path:
         return path.expanduser().resolve()
+
+    @field_validator("brands_file", mode="before")
+    @classmethod
+    def _none_when_empty(cls, path: object) -> object:
+        return None if path == "" else path
 
     def feedback_database_url(self) -> str:
         if self.feedback_db_url:

@@ -82,9 +82,13 @@ class PredictionLog:
             self.health.failed(OverflowError(f"{self.capacity:,} records waiting for the disk"))
 
     def close(self, timeout: float = 10) -> None:
-        """Write what waits, then stop the thread."""
+        """Write what waits, then stop the thread; what it could not write within ``timeout`` is said."""
         self._stopping.set()
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            with self._lock:
+                waiting = len(self._waiting)
+            log.error("the prediction log is still writing %g s after close: %d records may be lost", timeout, waiting)
 
     def _run(self) -> None:
         while not self._stopping.wait(self.flush_s):

@@ -8,9 +8,11 @@ written to ``docs/model_cards/`` for the champions by ``python -m train.report``
 from datetime import UTC, datetime
 
 import mlflow
+import pandas as pd
 from mlflow.entities import Run
 
 from tweet_model import DECISION_CUT
+from tweet_model.text import clean_tweet
 from tweet_sentiment.core.config import EXTERNAL_TEST_SETS, settings
 from tweet_sentiment.core.french import ACCURACY_METRIC
 from tweet_sentiment.lifecycle import behaviour
@@ -29,11 +31,51 @@ SETS = {
 }
 WEAK_BELOW = 0.9  # a behavioural capability passed less often than this is a known failure mode
 MISTAKES = 5
+WORD_EFFECTS = "word_effects.json"  # the run's table of words' mean effect on the held-out split
+EXPLAINED_TWEETS, MIN_WORD_COUNT, WORDS_SHOWN = 200, 3, 8
 
 
-def render(name: str, version: str, run: Run, mistakes: list[dict] | None = None) -> str:
+def word_effects(explain, tweets: list[str], seed: int = 42) -> pd.DataFrame:
+    """Each word's mean effect on P(positive) over a sample of ``tweets`` (tweet_model/explain.py), words as the
+    model sees them (cleaned: "@united" is "<user>"), those seen at least MIN_WORD_COUNT times, strongest first."""
+    sample = pd.Series(tweets).sample(min(EXPLAINED_TWEETS, len(tweets)), random_state=seed).tolist()
+    rows = [
+        {"word": clean_tweet(word.text), "effect": effect}
+        for explanation in explain(sample)
+        for word, effect in zip(explanation.words, explanation.effects, strict=True)
+        if clean_tweet(word.text)
+    ]
+    if not rows:
+        return pd.DataFrame(columns=["word", "tweets", "mean_effect"])
+    grouped = pd.DataFrame(rows).groupby("word")["effect"].agg(tweets="size", mean_effect="mean").reset_index()
+    grouped = grouped[grouped["tweets"] >= MIN_WORD_COUNT]
+    return grouped.reindex(grouped["mean_effect"].abs().sort_values(ascending=False).index).reset_index(drop=True)
+
+
+def word_effects_section(effects: pd.DataFrame | None) -> list[str]:
+    if effects is None or effects.empty:
+        return []
+
+    def listed(rows: pd.DataFrame) -> str:
+        return ", ".join(f"`{r.word}` {r.mean_effect:+.3f}" for r in rows.itertuples()) or "none"
+
+    return [
+        "## What moves its label",
+        "",
+        f"Words with the largest mean effect on P(positive) over {EXPLAINED_TWEETS} tweets of the held-out split "
+        f"(each word's effect as `POST /explain` gives it; words as the model sees them, seen at least "
+        f"{MIN_WORD_COUNT} times):",
+        "",
+        f"- towards positive: {listed(effects[effects['mean_effect'] > 0].head(WORDS_SHOWN))}",
+        f"- towards negative: {listed(effects[effects['mean_effect'] < 0].head(WORDS_SHOWN))}",
+    ]
+
+
+def render(
+    name: str, version: str, run: Run, mistakes: list[dict] | None = None, effects: pd.DataFrame | None = None
+) -> str:
     """The card of ``name`` version ``version`` from its training run; ``mistakes``: its most confident
-    wrong predictions on the held-out split (text, label, prob_positive)."""
+    wrong predictions on the held-out split (text, label, prob_positive); ``effects``: its words' mean effects."""
     metrics, params, tags = run.data.metrics, run.data.params, run.data.tags
     dataset = params.get("dataset", "airline")
     teacher = params.get("teacher")
@@ -94,6 +136,8 @@ def render(name: str, version: str, run: Run, mistakes: list[dict] | None = None
         + ". Served throughput: benchmarks/results/REPORT.md.",
         "",
         *french_section(metrics),
+        "",
+        *word_effects_section(effects),
         "",
         "## Known failure modes",
         "",
@@ -164,4 +208,8 @@ def for_version(name: str, version: str) -> str:
     except (OSError, mlflow.exceptions.MlflowException):  # a run that logged none
         return render(name, version, run)
     clean = frame[~frame["noisy"].astype(bool)] if "noisy" in frame else frame  # emoticon labels' "mistakes" are noise
-    return render(name, version, run, confident_mistakes(clean.to_dict("records")))
+    try:
+        effects = mlflow.load_table(WORD_EFFECTS, run_ids=[run.info.run_id])
+    except (OSError, mlflow.exceptions.MlflowException):  # a run from before explanations
+        effects = None
+    return render(name, version, run, confident_mistakes(clean.to_dict("records")), effects)

@@ -20,7 +20,8 @@ from typing import Generic, TypeVar
 import bentoml
 from mlflow import MlflowClient
 
-from tweet_model.pyfunc import EXAMPLE_TWEETS
+from tweet_model.explain import Explanation, by_occlusion
+from tweet_model.pyfunc import EXAMPLE_TWEETS, load_logged
 from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.dependencies import Dependency
 from tweet_sentiment.core.french import FRENCH
@@ -30,7 +31,6 @@ from tweet_sentiment.serve.loading import (
     answer_french,
     french_by_translation,
     load_challenger,
-    load_model,
     pyfunc_path,
 )
 from tweet_sentiment.serve.schemas import FollowingStatus
@@ -48,17 +48,22 @@ model_swaps_total = bentoml.metrics.Counter(
 @dataclass(frozen=True)
 class LoadedModel:
     """A served model and its P(positive) function, swapped as one; whether it answers French tweets by
-    translation (core/french.py)."""
+    translation (core/french.py); its explanations (default: by occlusion through ``predict_proba``)."""
 
     model: ServedModel
     predict_proba: PredictProba
     answers_french: bool = False
+    explainer: Callable[[list[str]], list[Explanation]] | None = None
+
+    def explain(self, tweets: list[str]) -> list[Explanation]:
+        return (self.explainer or partial(by_occlusion, predict=self.predict_proba))(tweets)
 
 
 def load_and_warm(model: ServedModel) -> LoadedModel:
     """Load a model from the BentoML store and make its first calls (the runtime plans its shapes on them);
     raises if it cannot answer them."""
-    predict = load_model(pyfunc_path(model.bento_tag))
+    logged = load_logged(pyfunc_path(model.bento_tag))
+    predict = logged.predict_proba
     for n in (1, 2):
         probs = list(predict(EXAMPLE_TWEETS[:n]))
         if len(probs) != n or not all(0 <= p <= 1 for p in probs):
@@ -66,7 +71,8 @@ def load_and_warm(model: ServedModel) -> LoadedModel:
     french = french_by_translation(model.bento_tag)
     if french:  # the translator's and the lexicon's first call too
         answer_french(predict, ["Merci pour ce vol"], [FRENCH], [0.5])
-    return LoadedModel(model, predict, french)
+    logged.explain(EXAMPLE_TWEETS[:1])
+    return LoadedModel(model, predict, french, logged.explain)
 
 
 def served_version(spec: ModelSpec, version: str) -> ServedModel:
@@ -122,9 +128,15 @@ class AliasFollower(Generic[Ready]):
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """Stop looking; a look still running then (a slow registry, a version loading) is left to end with the
+        process (a daemon thread cannot be stopped from outside), and said."""
         self._stop.set()
-        self._thread.join(timeout=30)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning(
+                "%s: the alias follower is still busy %g s after stop; it ends with the process", self.name, timeout
+            )
 
     def status(self) -> FollowingStatus:
         version, why = self.failed or (None, None)

@@ -5,27 +5,28 @@ import secrets
 from collections.abc import Callable, Sequence
 
 import bentoml
-import mlflow
 
+from tweet_model.pyfunc import load_predict_proba
 from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.dependencies import Dependency
 from tweet_sentiment.core.french import TranslationUnavailable, answering_french, answers_french, reroute
+from tweet_sentiment.core.models import ModelNotFound, ServedModel, resolve_model
 
 PredictProba = Callable[[list[str]], Sequence[float]]
 MLFLOW_FOLDER = "mlflow_model"  # where bentoml.mlflow.import_model keeps the MLflow model in a BentoML model
 
 
+def resolved(spec: str, role: str) -> ServedModel:
+    """The model ``spec`` names, to serve as ``role``; ModelNotFound names it and lists what exists if unknown."""
+    try:
+        return resolve_model(spec)
+    except ModelNotFound as error:
+        raise ModelNotFound(f"the {role} {spec!r} cannot be served: {error}") from None
+
+
 def pyfunc_path(bento_tag: str) -> str:
     """The folder of the MLflow model inside a model of the BentoML store (of a built Bento too)."""
     return bentoml.models.get(bento_tag).path_of(MLFLOW_FOLDER)
-
-
-def load_model(path: str) -> PredictProba:
-    """The P(positive) function of a logged model: its pyfunc's own Python model, whose ``predict_proba`` skips
-    MLflow's checks of the input (the request types have already validated the tweets); a model logged before
-    it had one is called through ``predict``."""
-    model = mlflow.pyfunc.load_model(path).unwrap_python_model()
-    return getattr(model, "predict_proba", model.predict)
 
 
 TRANSLATION = Dependency("french_translation")  # while it fails, French tweets get the English answer, flagged
@@ -54,7 +55,7 @@ def answer_french(
 def load_challenger(bento_tag: str) -> PredictProba:
     """A challenger's P(positive) function, in its own process: French tweets answered as a served model of this
     version answers them."""
-    predict = load_model(pyfunc_path(bento_tag))
+    predict = load_predict_proba(pyfunc_path(bento_tag))
     return answering_french(predict) if french_by_translation(bento_tag) else predict
 
 

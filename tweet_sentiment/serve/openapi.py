@@ -13,7 +13,7 @@ ERROR_RESPONSES = {
     500: "an error of the server's own",
     503: "overloaded, or a dependency down; retry after the Retry-After header",
 }
-PREDICT_ROUTES = ("/predict", "/predict_batch")
+PREDICT_ROUTES = ("/predict", "/predict_batch", "/explain")  # the routes whose `model` names one to answer
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {

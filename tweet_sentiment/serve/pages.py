@@ -26,6 +26,7 @@ from tweet_sentiment.core.models import ServedModel
 ROUTES = [
     ("POST", "/predict", {"tweet": EXAMPLE_TWEETS[0]}, "sentiment of one tweet"),
     ("POST", "/predict_batch", {"tweets": EXAMPLE_TWEETS}, "sentiment of up to 256 tweets, in order"),
+    ("POST", "/explain", {"tweet": EXAMPLE_TWEETS[0]}, "why: the answer, and each word's effect on P(positive)"),
     (
         "POST",
         "/feedback",
@@ -35,7 +36,15 @@ ROUTES = [
     ),
     ("POST", "/status", {}, "the served model and the alert state"),
 ]
-SECTIONS = ["The API", "Serving", "Build, containerize, deploy", "Model lifecycle", "Monitoring and alerts", "Settings"]
+SECTIONS = [
+    "The API",
+    "Serving",
+    "Brands and bad buzz",
+    "Build, containerize, deploy",
+    "Model lifecycle",
+    "Monitoring and alerts",
+    "Settings",
+]
 
 
 def _slug(title: str) -> str:

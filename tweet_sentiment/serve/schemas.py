@@ -76,6 +76,10 @@ class PredictRequest(Request):
     model: ModelChoice | None = None
 
 
+class ExplainRequest(PredictRequest):
+    pass
+
+
 class PredictBatchRequest(Request):
     tweets: Tweets
     model: ModelChoice | None = None
@@ -121,6 +125,30 @@ class Prediction(BaseModel):
         default=None, description="ISO 639-1 language of the tweet; null when too short or mixed to tell"
     )
     warning: str | None = Field(default=None, description="Set when the prediction is unreliable, e.g. not English")
+    brands: list[str] = Field(
+        default_factory=list, description="The configured brands the tweet names (TWEETS_BRANDS_FILE), as configured"
+    )
+
+
+class Contribution(BaseModel):
+    text: str = Field(description="A word of the explained text: a run of non-space characters")
+    start: int = Field(description="Its offset in the explained text, in code points: explained_text[start:end]")
+    end: int
+    effect: float = Field(description="How much it raised P(positive): negative where it pushed towards negative")
+
+
+class ExplainedPrediction(Prediction):
+    method: Literal["occlusion", "coefficients"] = Field(
+        description="occlusion: P(positive) minus P(positive) without the word, every variant in one model call; "
+        "coefficients: exact, the word's terms in the logistic regression's log-odds taken out"
+    )
+    explained: Literal["tweet", "english_translation"] = Field(
+        description="What the words are of: the tweet as sent, or the English translation a French tweet was "
+        "answered through (the route averages the model's P with a lexicon's: effects are on the answer's P)"
+    )
+    explained_text: str = Field(description="The text the offsets point into")
+    contributions: list[Contribution] = Field(description="Every word's effect, in text order")
+    ranked: list[int] = Field(description="The contributions' indices, strongest effect (either way) first")
 
 
 def answered(answers: dict | list[dict]) -> Response:
@@ -205,3 +233,4 @@ class Status(BaseModel):
     models: list[NamedModelStatus] = Field(
         description="The models a request may name, the served one (its default) first"
     )
+    brands: list[str] = Field(description="The brands counted and watched (TWEETS_BRANDS_FILE)")

@@ -73,6 +73,7 @@ class LiveTally:
 
 
 ANSWER_TIMEOUT_S = 300  # a challenger silent this long, loading or scoring, is taken for gone
+REPLACED_EXIT_S = 2.0  # a replaced challenger's time to exit, its work done, before it is killed
 
 
 def challenger_process(load: Callable[[], PredictProba], connection: Connection) -> None:
@@ -149,11 +150,20 @@ class ChallengerProcess:
             raise ChallengerFailed("its process closed the connection") from None
 
     def stop(self, timeout: float = 30) -> None:
-        """End the process once it has answered what it was sent (the caller sends nothing meanwhile)."""
+        """End the process once it has answered what it was sent (the caller sends nothing meanwhile); one still
+        running ``timeout`` seconds later (at its idle priority, a busy machine may starve it) is killed."""
         if self.process.is_alive():
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it died meanwhile: nothing to end
                 self.connection.send(None)
             self.process.join(timeout)
+        if self.process.is_alive():
+            self.kill(f"it did not end within {timeout:g} s of being asked")
+
+    def kill(self, why: str) -> None:
+        """SIGKILL, logged: the process ignores SIGTERM (the server ends it itself, once its queue is scored)."""
+        log.warning("the challenger %s (pid %s) is killed: %s", self.label, self.process.pid, why)
+        self.process.kill()
+        self.process.join()
 
 
 @dataclass
@@ -242,14 +252,17 @@ class Shadow:
         return True
 
     def stop(self, timeout: float = 30) -> None:
-        """Score and log what is waiting, then end the process (a server's shutdown: nothing offered is lost)."""
+        """Score and log what is waiting, then end the process (a server's shutdown: nothing offered is lost).
+        A challenger that has not answered within ``timeout`` is killed: the sender logs what is left without it."""
         self.stopping.set()
         if self.sender.is_alive():
             self.sender.join(timeout)
-        if not self.sender.is_alive():  # one writer on the connection at a time
-            for challenger in (self.challenger, self.replacement):
-                if challenger:
-                    challenger.stop(timeout)
+        if self.sender.is_alive():  # waiting on the challenger's answer
+            self.challenger.kill(f"it did not answer within {timeout:g} s of the server stopping")
+            self.sender.join(timeout)
+        for challenger in (self.challenger, self.replacement):  # the sender is done: one writer on the connection
+            if challenger:
+                challenger.stop(timeout)
 
     def _score_gathered(self) -> None:
         """Every tick, send the gathered calls to the challenger and log them with its answers, as one record;
@@ -270,9 +283,11 @@ class Shadow:
                 return
 
     def _take_in(self, replacement: ChallengerProcess) -> None:
-        """The sender's side of ``replace``: end the old process, and compare anew."""
+        """The sender's side of ``replace``: end the old process, and compare anew. The old one has answered all it
+        was sent (the sender waits for each answer), so it is given little time to exit: at its idle priority,
+        on a busy machine, exiting alone could hold the sender for long."""
         old, self.challenger = self.challenger, replacement
-        old.stop()
+        old.stop(timeout=REPLACED_EXIT_S)
         with self.lock:
             self.gone, self.tally = False, LiveTally()
             self.answers_by_id.clear()

@@ -237,6 +237,11 @@ def run(family: ModelFamily, config: Any, options: DataOptions, to_bento: bool =
         # `noisy`: the model card leaves emoticon-labelled rows out of its mistakes (their "mistakes" are noise).
         predictions = parts.test.assign(prob_positive=probs["test"], noisy=data.noisy(parts.test))
         mlflow.log_table(predictions, "predictions_test.json")
+        clean_test = parts.test.loc[~data.noisy(parts.test), "text"].tolist()  # the card's words, on clean labels
+        explain = model.unwrap_python_model().explain
+        mlflow.log_table(
+            model_card.word_effects(explain, clean_test or parts.test["text"].tolist()), model_card.WORD_EFFECTS
+        )
         mlflow.log_text(model_card.for_version(name, str(info.registered_model_version)), MODEL_CARD)
     model_version = str(info.registered_model_version)
     evaluation, promotion_test = promotion_evaluation(dataset, sample, parts.test, probs["test"])

@@ -1,0 +1,197 @@
+"""What a worker answers with, and how: the models a request may name, each with its batcher; the challenger
+scoring the default model's calls in shadow; the prediction log; the brands a tweet names; the answers' metrics.
+"""
+
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+
+import bentoml
+from bentoml.exceptions import ServiceUnavailable
+from starlette.responses import Response
+
+from tweet_model import DECISION_CUT
+from tweet_sentiment.core.brands import Brands, count_by_brand
+from tweet_sentiment.core.config import LABELS, settings
+from tweet_sentiment.core.french import FRENCH, ROUTE_MARK, translate_to_english
+from tweet_sentiment.core.language import detect_languages, language_warning
+from tweet_sentiment.core.models import ServedModel
+from tweet_sentiment.core.prediction_log import PredictionLog
+from tweet_sentiment.serve import internals
+from tweet_sentiment.serve.following import AliasFollower, FollowedModel, follow_challenger
+from tweet_sentiment.serve.guards import RETRY_SOON, error_response
+from tweet_sentiment.serve.loading import PredictionIds, answer_french, load_challenger
+from tweet_sentiment.serve.metrics import brand_predictions_total, model_batch_size, predictions_total
+from tweet_sentiment.serve.runtime import unbatched
+from tweet_sentiment.serve.schemas import answered
+from tweet_sentiment.serve.shadow import Shadow
+
+EXPLAINED_PER_CALL = 8  # tweets, each with its words' variants: a model call of ~150 texts
+
+
+class Answering:
+    """One worker's models and what goes with their answers. ``models``: what a request may name (its spec ->
+    the model it resolved to), the default first; ``challenger``: scored in shadow on the default's calls.
+
+    Adaptive batching (``max_batch_size`` tweets a call) serves /predict and /predict_batch alike: a model call
+    of many tweets costs far less a tweet than calls of one (benchmarks/results/REPORT.md, model alone).
+    ``max_latency_ms`` is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it predicts
+    will exceed it, from a latency model fitted online; 1 s sheds only real overload, where tighter deadlines shed
+    requests under ordinary jitter (REPORT.md, shedding rows). A batcher a model: a request never waits on
+    another model's batch.
+    """
+
+    def __init__(
+        self,
+        models: dict[str, ServedModel],
+        brands: Brands,
+        challenger: tuple[str, ServedModel] | None = None,
+        batching: bool = True,
+        max_batch_size: int = 64,
+    ) -> None:
+        # Loaded and warmed before /readyz says yes: the runtime's first calls allocate and plan for their shapes,
+        # paid now so that no early request waits behind them, or gets shed.
+        self.models = {spec: FollowedModel(spec, model) for spec, model in models.items()}
+        self.default = next(iter(self.models))
+        self.served = self.models[self.default]
+        self.brands = brands
+        for brand in brands.names:  # every series exists from the start: Prometheus' increase() sees the first
+            for label in LABELS:
+                brand_predictions_total.labels(brand=brand, label=label)
+        self.prediction_ids = PredictionIds()
+        self.prediction_log = PredictionLog(worker=bentoml.server_context.worker_index or 0)
+        self.shadow: Shadow | None = None
+        self.challenger_follower: AliasFollower | None = None
+        if challenger:  # in a process of its own (serve/shadow.py), loaded before /readyz says yes
+            spec, model = challenger
+            load = partial(load_challenger, model.bento_tag)
+            self.shadow = Shadow(load, model.label, self.log, settings().shadow_queue_calls)
+            self.shadow.start()
+            # By alias, the challenger follows it too: a new challenger reaches the shadow without a restart.
+            self.challenger_follower = follow_challenger(spec, model, self.shadow)
+        batched: Callable = (
+            partial(internals.adaptive_batching, max_batch_size=max_batch_size, max_latency_ms=1000)
+            if batching
+            else unbatched
+        )
+        self.batchers = {spec: batched(partial(self.predict, model)) for spec, model in self.models.items()}
+        # Explanations have batchers of their own, one call at a time: a tweet's costs a model call of its words'
+        # variants, and must never hold up a prediction's batch nor take every core from them.
+        explaining: Callable = (
+            partial(
+                internals.adaptive_batching,
+                max_batch_size=EXPLAINED_PER_CALL,
+                max_latency_ms=5000,
+                max_concurrent_batches=1,
+            )
+            if batching
+            else unbatched
+        )
+        self.explainers = {spec: explaining(partial(self.explain, model)) for spec, model in self.models.items()}
+
+    def start(self) -> None:
+        """Follow the aliases served by (with a registry within reach, promotions reach this worker)."""
+        for model in self.models.values():
+            model.start()
+        if self.challenger_follower:
+            self.challenger_follower.start()
+
+    def stop(self) -> None:
+        """The challenger scores what is queued, the prediction log writes it all."""
+        for model in self.models.values():
+            model.stop()
+        if self.challenger_follower:
+            self.challenger_follower.stop()
+        if self.shadow:
+            self.shadow.stop()
+        self.prediction_log.close()
+
+    def answering_now(self) -> dict[str, ServedModel]:
+        """Each model a request may name, the version answering now."""
+        return {spec: model.current.model for spec, model in self.models.items()}
+
+    @property
+    def model_label(self) -> str:
+        """tweet-lstm/3@champion: the default's answers, logs and metrics name the version served now."""
+        return self.served.current.model.label
+
+    async def answer(
+        self, tweets: list[str], model: str | None, one: bool = False, explained: bool = False
+    ) -> Response:
+        """The answers of the model a request names (default: the served one), batched with other requests to it
+        (``one``: the first answer alone; ``explained``: with their explanations); 400 for a model this server was
+        not started with, 503 when overloaded."""
+        batcher = (self.explainers if explained else self.batchers).get(model or self.default)
+        if batcher is None:
+            return error_response(400, f"unknown model {model!r}: this server answers with {', '.join(self.models)}")
+        try:
+            answers = await batcher(tweets)
+        except ServiceUnavailable as overloaded:
+            return error_response(503, str(overloaded), RETRY_SOON)
+        return answered(answers[0] if one else answers)
+
+    def predict(self, model: FollowedModel, tweets: list[str]) -> list[dict]:
+        """One model call's answers, each the JSON object of a `Prediction`, its fields in that order: the route
+        encodes them in one go (answered), with no model object built a tweet."""
+        model_batch_size.labels(model=model.spec).observe(len(tweets))
+        current = model.current  # the model of this call, whatever swap comes meanwhile
+        answered_by = current.model.label
+        ids = self.prediction_ids.take(len(tweets))
+        probs = current.predict_proba(tweets)
+        languages = detect_languages(tweets)
+        by_route = [False] * len(tweets)  # answered in French by translation: `model` says so, no warning
+        if current.answers_french and FRENCH in languages:
+            probs, by_route = answer_french(current.predict_proba, tweets, languages, probs)
+        labels = [LABELS[int(p >= DECISION_CUT)] for p in probs]
+        brands = self.brands.match_all(tweets) if self.brands else [[]] * len(tweets)
+        answers = [
+            {
+                "id": prediction_id,
+                "label": label,
+                "prob_positive": p,
+                "model": answered_by + ROUTE_MARK if routed else answered_by,
+                "language": language,
+                "warning": None if routed else language_warning(language),
+                "brands": named,
+            }
+            for prediction_id, label, p, language, routed, named in zip(
+                ids, labels, probs, languages, by_route, brands, strict=True
+            )
+        ]
+        # The challenger shadows the default model; a call is logged once the challenger has scored it.
+        if model is not self.served or self.shadow is None or not self.shadow.offer(ids, tweets, probs, answered_by):
+            self.log(ids, tweets, probs, None, answered_by)
+        for label, count in Counter(labels).items():
+            predictions_total.labels(label=label, model=answered_by).inc(count)
+        for (brand, label), count in count_by_brand(brands, labels).items():
+            brand_predictions_total.labels(brand=brand, label=label).inc(count)
+        return answers
+
+    def explain(self, model: FollowedModel, tweets: list[str]) -> list[dict]:
+        """Each tweet's answer, as ``predict`` gives it, with each word's effect on its P(positive)
+        (tweet_model/explain.py); a French tweet answered through English is explained on that English, its
+        effects halved as the route halves the model's P (the lexicon's half is not explained)."""
+        answers = self.predict(model, tweets)
+        routed = [answer["model"].endswith(ROUTE_MARK) for answer in answers]
+        texts = list(tweets)
+        if any(routed):
+            english = iter(translate_to_english([tweet for tweet, r in zip(tweets, routed, strict=True) if r]))
+            texts = [next(english) if r else tweet for tweet, r in zip(tweets, routed, strict=True)]
+        for answer, text, by_route, explanation in zip(
+            answers, texts, routed, model.current.explain(texts), strict=True
+        ):
+            contributions = explanation.contributions(scale=0.5 if by_route else 1.0)
+            answer |= {
+                "method": explanation.method,
+                "explained": "english_translation" if by_route else "tweet",
+                "explained_text": text,
+                "contributions": contributions,
+                "ranked": sorted(range(len(contributions)), key=lambda i: -abs(contributions[i]["effect"])),
+            }
+        return answers
+
+    def log(self, ids: list[str], tweets: list[str], probs, challenger_probs, model: str) -> None:
+        """One prediction-log record per model call (drift report, live comparison) of the version ``model``,
+        with the challenger's answers when one is served."""
+        challenger = self.shadow.label if self.shadow and challenger_probs is not None else None
+        self.prediction_log.record(ids, tweets, probs, model, challenger, challenger_probs)
