@@ -26,6 +26,7 @@ from benchmarks.run import RESULTS, Target, run_locust
 from harness.servers import leaves_no_process, running_server
 from tweet_sentiment.batch.scoring import BatchModel, score_archive, spark_session
 from tweet_sentiment.core.models import ModelNotFound
+from tweet_sentiment.lifecycle.figures import stamped
 from tweet_sentiment.lifecycle.tracking import setup_mlflow
 from tweet_sentiment.training.data import load_sentiment140
 
@@ -214,7 +215,7 @@ worker's, pages they share counted in each.
 {chr(10).join(memory)}
 """
     path = out / "BATCH.md"
-    path.write_text(text)
+    stamped(path, text)
     return path
 
 

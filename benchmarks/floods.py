@@ -21,6 +21,7 @@ import httpx
 
 from benchmarks.run import RESULTS
 from harness.servers import leaves_no_process, running_server
+from tweet_sentiment.lifecycle.figures import stamped
 
 SLOW = 256
 # Each connection held costs the server a file descriptor: the flood holds as many as the machine's hard limit
@@ -135,7 +136,7 @@ def main() -> None:
         ],
         "",
     ]
-    args.out.write_text("\n".join(lines))
+    stamped(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

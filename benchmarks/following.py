@@ -25,6 +25,7 @@ from benchmarks.run import RESULTS
 from harness.servers import leaves_no_process, running_server, worker_process
 from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.models import bento_model_for
+from tweet_sentiment.lifecycle.figures import stamped
 
 ALIAS = "bench-following"
 POLL_S = 1
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         ],
         "",
     ]
-    (RESULTS / "FOLLOWING.md").write_text("\n".join(lines))
+    stamped(RESULTS / "FOLLOWING.md", "\n".join(lines))
     print("\n".join(lines))
 
 

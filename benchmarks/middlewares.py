@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import date
 
 from benchmarks.run import RESULTS
+from tweet_sentiment.lifecycle.figures import stamped
 
 BODY = json.dumps({"tweet": "the crew was lovely, the flight was late"}).encode()
 ANSWER = json.dumps({"label": "positive", "prob_positive": 0.9}).encode()
@@ -118,7 +119,7 @@ def main() -> None:
         "",
     ]
     path = RESULTS / "MIDDLEWARES.md"
-    path.write_text("\n".join(lines))
+    stamped(path, "\n".join(lines))
     print("\n".join(lines))
 
 

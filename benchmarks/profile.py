@@ -19,6 +19,7 @@ from pathlib import Path
 
 from benchmarks.run import RESULTS, run_locust
 from harness.servers import leaves_no_process, running_server, worker_process
+from tweet_sentiment.lifecycle.figures import stamped
 
 # Parts of the serving path, each found by frames of its own.
 PARTS = {
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     for title, counts in (("part of the serving path", parts), ("running function", functions)):
         lines += ["", f"| {title} | share of samples |", "|---|---|"]
         lines += [f"| {name} | {samples / total:.1%} |" for name, samples in counts.most_common(12)]
-    out.with_suffix(".md").write_text("\n".join([*lines, ""]))
+    stamped(out.with_suffix(".md"), "\n".join([*lines, ""]))
     print("\n".join(lines))
 
 

@@ -36,6 +36,7 @@ from harness.servers import (
     running_server,
     server_process,
 )
+from tweet_sentiment.lifecycle.figures import stamped
 from tweet_sentiment.serve.internals import remove_dead_servers_metrics
 
 NGINX = """
@@ -356,7 +357,7 @@ def main() -> None:
         "",
     ]
     path = Path(__file__).parent / "results" / "REPLICAS.md"
-    path.write_text("\n".join(lines))
+    stamped(path, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from benchmarks.run import RESULTS, locust_errors, run_locust
 from harness.servers import eventually, leaves_no_process, running_server
+from tweet_sentiment.lifecycle.figures import stamped
 
 USERS = 64
 ALONE = "none"
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> Path:
     failed = [f"- {r['challenger']}, run {i + 1}: {r['errors']}" for i, r in enumerate(runs) if r["errors"]]
     if failed:
         lines += ["", "What failed, as locust counted it:", "", *failed]
-    args.out.write_text("\n".join(lines) + "\n")
+    stamped(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
     return args.out
 

@@ -26,6 +26,7 @@ import psutil
 
 from benchmarks.run import RESULTS, run_locust
 from harness.servers import leaves_no_process, running_server, worker_process
+from tweet_sentiment.lifecycle.figures import stamped
 
 USERS = "OneTweet Predict ManyTweets Reporter"  # locust user classes, as many users of each
 FLAT = 0.05  # the last 10 minutes' mean resident memory within 5% of the 10 before
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     samples, totals = soak(args.champion, args.challenger, args.minutes)
     lines = report(samples, totals, args.champion, args.challenger)
-    args.out.write_text("\n".join(lines))
+    stamped(args.out, "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -5,9 +5,11 @@ python -m train.report --check tweet-lstm@champion   # exit 1 if its held-out ac
 """
 
 import argparse
+import subprocess
 
 from tweet_sentiment.core.config import ROOT
 from tweet_sentiment.core.models import ModelNotFound
+from tweet_sentiment.lifecycle.figures import TRAINING, git, stamp
 from tweet_sentiment.lifecycle.model_card import for_version
 from tweet_sentiment.lifecycle.report import champion_runs, check_against_readme, results_table, update_readme
 from tweet_sentiment.lifecycle.tracking import setup_mlflow
@@ -31,12 +33,25 @@ def main(argv: list[str] | None = None) -> str:
     if runs.empty:
         raise SystemExit("no trained model in MLflow yet: run `python -m train` first")
     table = results_table(runs)
-    update_readme("results", table)
+    # Stamped with the code the models were trained with (lifecycle/figures.py): the table, with the commit
+    # every one of its runs descends from.
+    update_readme("results", f"{stamp('make train', TRAINING, trained_at(*runs['commit']))}\n{table}")
     CARDS.mkdir(parents=True, exist_ok=True)
     for _, run in runs.iterrows():
-        (CARDS / f"{run['model']}.md").write_text(for_version(run["model"], run["version"]))
+        card = for_version(run["model"], run["version"])
+        (CARDS / f"{run['model']}.md").write_text(f"{stamp('make train', TRAINING, trained_at(run['commit']))}\n{card}")
     print(table)
     return table
+
+
+def trained_at(*commits: str) -> str:
+    """The latest commit all of these descend from ("0", unknown, where a run recorded none)."""
+    if not all(commits):
+        return "0"
+    try:
+        return git("merge-base", "--octopus", *commits)[:12]
+    except subprocess.CalledProcessError:  # a commit this clone does not have
+        return "0"
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ def champion_runs() -> pd.DataFrame:
                 "dataset": run.data.params.get("dataset", ""),
                 "teacher": "" if run.data.params.get("teacher") in (None, "None") else run.data.params["teacher"],
                 "train_rows": int(run.data.params.get("train_rows", 0)),
+                "commit": run.data.tags.get("mlflow.source.git.commit", ""),  # the code it was trained with
                 **run.data.metrics,
             }
         )
