@@ -113,8 +113,10 @@ def test_the_targets_are_checked_on_what_was_measured_and_na_where_a_run_is_miss
         result("lstm unbatched", 64, rps=20),
         result("lstm batched", 64, "Predict", rps=90, p99=150),
         result(run.MLFLOW, 64, "MLflowOneTweet", rps=40),
+        result(run.EXPLAINED, run.EXPLAIN_USERS, "Predict", p99=40),
+        result(run.EXPLAINED, run.EXPLAIN_USERS, run.MIXED, p99=46),
     ]
-    rows = {what: (measured, met) for what, measured, met in run.checks(results, [])}
+    rows = {what: (measured, met) for what, measured, met in run.checks(results, [], {"lstm": 3.2})}
     at = "64 users, echo's heaviest load with p99 < 100 ms"
     assert rows[f"LSTM batched / echo throughput, {at} (>= 0.90)"] == ("0.95", True)
     assert rows["LSTM batched / unbatched throughput, 64 users (>= 3)"] == ("4.75", True)
@@ -123,6 +125,9 @@ def test_the_targets_are_checked_on_what_was_measured_and_na_where_a_run_is_miss
     assert rows["DistilBERT p99 / LSTM p99, 10 users (>= 10)"] == ("n/a", None)  # not measured in this run
     assert rows["requests shed with our settings, echo and LSTM batched, any load (0)"] == ("0", True)
     assert not any(what.startswith("feedback") for what in rows)
+    explaining = f"/predict p99 with one user in ten explaining / without, {run.EXPLAIN_USERS} users (<= 1.10)"
+    assert rows[explaining] == ("1.15", False)
+    assert rows["LSTM: an explained 20-word tweet, one thread (<= 5 ms)"] == ("3.20 ms", True)
 
 
 def test_versus_mlflow_compares_the_means_of_alternated_rounds():

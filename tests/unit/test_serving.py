@@ -59,11 +59,12 @@ def test_answers_are_encoded_as_bentoml_renders_the_response_type():
     """`answered` skips the model objects, not a byte: the same JSON as BentoML's rendering of `Prediction`s."""
     answers = [
         {"id": "ab12-1", "label": "negative", "prob_positive": 0.1234567890123, "model": "tweet-lstm/3@champion",
-         "language": "en", "warning": None},
+         "language": "en", "warning": None, "brands": ["United"]},
         {"id": "ab12-2", "label": "positive", "prob_positive": 1.0, "model": "tweet-lstm/3@champion",
-         "language": None, "warning": None},
+         "language": None, "warning": None, "brands": []},
         {"id": "ab12-3", "label": "negative", "prob_positive": 0.0, "model": "tweet-lstm/3@champion",
-         "language": "fr", "warning": "the tweet looks 'fr', « pas » English \u2028 \"quoted\""},
+         "language": "fr", "warning": "the tweet looks 'fr', « pas » English \u2028 \"quoted\"",
+         "brands": ["Air France", "SNCF"]},
     ]  # fmt: skip
     as_models = TypeAdapter(Predictions).dump_json([Prediction(**answer) for answer in answers])
     assert answered(answers).body == as_models

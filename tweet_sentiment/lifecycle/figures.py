@@ -82,9 +82,13 @@ def stamp(command: str, code: tuple[str, ...], commit: str | None = None) -> str
 
 
 def figure_file(path: Path) -> FigureFile:
-    """Its entry in FIGURES; a file not listed (a profile of another load) is served figures, remade by hand."""
-    relative = str(path.resolve().relative_to(ROOT))
-    return next((f for f in FIGURES if f.path == relative), FigureFile(relative, "see the file", SERVING))
+    """Its entry in FIGURES, by path, else by name (a report written elsewhere, as tests do); a file not listed (a
+    profile of another load) is served figures, remade by hand."""
+    path = path.resolve()
+    relative = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+    listed = next((f for f in FIGURES if f.path == relative), None)
+    named = next((f for f in FIGURES if Path(f.path).name == path.name), None)
+    return listed or named or FigureFile(relative, "see the file", SERVING)
 
 
 def stamped(path: Path, text: str) -> Path:

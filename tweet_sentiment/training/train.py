@@ -17,7 +17,7 @@ import pandas as pd
 
 import tweet_model
 from tweet_model import DECISION_CUT
-from tweet_model.pyfunc import EXAMPLE_TWEETS
+from tweet_model.pyfunc import EXAMPLE_TWEETS, recentre
 from tweet_model.runtime import ONNX_MODEL
 from tweet_model.text import clean_tweets
 from tweet_sentiment.core.config import SEED
@@ -86,17 +86,21 @@ def choose_precision(
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """The runtime settings to log, and the metrics of the choice: an int8 copy, where the family makes one,
     replaces the float model only if its accuracy and AUC on ``selection`` (TweetEval val) stay within
-    INT8_TOLERANCE of the float model's. Only the chosen file stays in the served folder."""
+    INT8_TOLERANCE of the float model's, each at its own balanced threshold (as each would be served, re-centred
+    on its own): quantization may shift P(positive) as a whole, which the threshold absorbs. Only the chosen file
+    stays in the served folder."""
     settings = family.predictor_settings(config)
     if family.quantize is None:
         return settings, {}
     int8_file = family.quantize(served)
     texts, labels = clean_tweets(selection["text"].tolist()), selection["label"].to_numpy()
     candidates = {"float": settings, "int8": settings | {"model_file": int8_file}}
-    scores = {
-        name: evaluate.scores(labels, predict_in_batches(family.runtime(served, **options), texts))
-        for name, options in candidates.items()
-    }
+
+    def scored(options: dict[str, Any]) -> dict[str, float]:
+        probs = predict_in_batches(family.runtime(served, **options), texts)
+        return evaluate.scores(labels, recentre(probs, evaluate.balanced_threshold(labels, probs)))
+
+    scores = {name: scored(options) for name, options in candidates.items()}
     int8 = all(abs(scores["float"][m] - scores["int8"][m]) <= INT8_TOLERANCE for m in ("accuracy", "roc_auc"))
     (served / (ONNX_MODEL if int8 else int8_file)).unlink()
     metrics = {f"selection_{name}_{m}": scores[name][m] for name in scores for m in ("accuracy", "roc_auc")}
