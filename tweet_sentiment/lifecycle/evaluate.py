@@ -21,14 +21,15 @@ PredictFn = Callable[[list[str]], list[float]]
 
 
 def scores(labels: np.ndarray, probs: np.ndarray, threshold: float = DECISION_CUT) -> dict[str, float]:
-    """Accuracy, F1 (positive class), ROC AUC and specificity (recall on negative tweets)."""
+    """Accuracy, F1 (positive class), ROC AUC, specificity (recall on negative tweets) and recall (on positive ones)."""
     predicted = (probs >= threshold).astype(int)
-    tn, fp, _, _ = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
+    tn, fp, fn, tp = confusion_matrix(labels, predicted, labels=[0, 1]).ravel()
     return {
         "accuracy": accuracy_score(labels, predicted),
         "f1": f1_score(labels, predicted, zero_division=0),
         "roc_auc": roc_auc_score(labels, probs) if len(set(labels)) == 2 else float("nan"),
         "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+        "recall": tp / (tp + fn) if tp + fn else float("nan"),
     }
 
 

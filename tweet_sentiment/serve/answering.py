@@ -18,7 +18,7 @@ from tweet_sentiment.core.language import detect_languages, language_warning
 from tweet_sentiment.core.models import ServedModel
 from tweet_sentiment.core.prediction_log import PredictionLog
 from tweet_sentiment.serve import internals
-from tweet_sentiment.serve.following import AliasFollower, FollowedModel, follow_challenger
+from tweet_sentiment.serve.following import AliasFollower, FollowedModel, LoadedModel, follow_challenger
 from tweet_sentiment.serve.guards import RETRY_SOON, error_response
 from tweet_sentiment.serve.loading import PredictionIds, answer_french, load_challenger
 from tweet_sentiment.serve.metrics import brand_predictions_total, model_batch_size, predictions_total
@@ -130,11 +130,12 @@ class Answering:
             return error_response(503, str(overloaded), RETRY_SOON)
         return answered(answers[0] if one else answers)
 
-    def predict(self, model: FollowedModel, tweets: list[str]) -> list[dict]:
+    def predict(self, model: FollowedModel, tweets: list[str], current: LoadedModel | None = None) -> list[dict]:
         """One model call's answers, each the JSON object of a `Prediction`, its fields in that order: the route
-        encodes them in one go (answered), with no model object built a tweet."""
+        encodes them in one go (answered), with no model object built a tweet. ``current``: the version to answer
+        with (default: the one answering now)."""
         model_batch_size.labels(model=model.spec).observe(len(tweets))
-        current = model.current  # the model of this call, whatever swap comes meanwhile
+        current = current or model.current  # the model of this call, whatever swap comes meanwhile
         answered_by = current.model.label
         ids = self.prediction_ids.take(len(tweets))
         probs = current.predict_proba(tweets)
@@ -171,15 +172,14 @@ class Answering:
         """Each tweet's answer, as ``predict`` gives it, with each word's effect on its P(positive)
         (tweet_model/explain.py); a French tweet answered through English is explained on that English, its
         effects halved as the route halves the model's P (the lexicon's half is not explained)."""
-        answers = self.predict(model, tweets)
+        current = model.current  # one version answers and explains, whatever swap comes meanwhile
+        answers = self.predict(model, tweets, current)
         routed = [answer["model"].endswith(ROUTE_MARK) for answer in answers]
         texts = list(tweets)
         if any(routed):
             english = iter(translate_to_english([tweet for tweet, r in zip(tweets, routed, strict=True) if r]))
             texts = [next(english) if r else tweet for tweet, r in zip(tweets, routed, strict=True)]
-        for answer, text, by_route, explanation in zip(
-            answers, texts, routed, model.current.explain(texts), strict=True
-        ):
+        for answer, text, by_route, explanation in zip(answers, texts, routed, current.explain(texts), strict=True):
             contributions = explanation.contributions(scale=0.5 if by_route else 1.0)
             answer |= {
                 "method": explanation.method,
