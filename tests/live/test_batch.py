@@ -24,7 +24,7 @@ from tweet_sentiment.batch.scoring import (
     spark_session,
 )
 from tweet_sentiment.batch.udfs import BLANK_TEXT, NO_TEXT
-from tweet_sentiment.core.config import ROOT
+from tweet_sentiment.core.config import ROOT, settings
 from tweet_sentiment.core.models import ModelNotFound
 from tweet_sentiment.serve.schemas import MAX_TWEETS_PER_REQUEST
 from tweet_sentiment.training.data import load_airline
@@ -156,3 +156,24 @@ def test_a_job_killed_midway_leaves_no_output_and_the_rerun_writes_it_whole(trai
 
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 2 and "exists: pass --overwrite" in again.stderr
+
+
+@pytest.mark.spark
+def test_brands_per_day_of_a_scored_archive_count_its_rows(trained, spark, tmp_path):
+    airline = pd.read_csv(settings().data_dir / "airline" / "tweets.csv").sample(1_500, random_state=0)
+    archive = tmp_path / "week.parquet"
+    week = airline.assign(created_at=pd.to_datetime(airline["tweet_created"], format="%m/%d/%Y %H:%M"))
+    week[["tweet_id", "text", "created_at"]].to_parquet(archive)
+    score_archive(spark, "tweet-lstm@champion", str(archive), str(tmp_path / "scored"))
+    command = [sys.executable, "-m", "batch", "brands", "--input", str(tmp_path / "scored"), "--time-column",
+               "created_at", "--output", str(tmp_path / "brands"), "--plot", str(tmp_path / "brands.png"),
+               "--master", "local[2]"]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    days = pd.read_parquet(tmp_path / "brands")
+    assert list(days.columns) == ["brand", "time", "tweets", "negative", "share", "surge"]
+    scored = pd.read_parquet(tmp_path / "scored").explode("brands").dropna(subset=["brands"])
+    expected = scored.groupby([scored["brands"], scored["created_at"].dt.floor("D")]).size()
+    counted = days[days["tweets"] > 0].set_index(["brand", "time"])["tweets"]
+    assert counted.sort_index().tolist() == expected.sort_index().tolist() and len(counted) > 20
+    assert (tmp_path / "brands.png").stat().st_size > 10_000 and "United" in done.stdout

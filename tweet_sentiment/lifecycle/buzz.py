@@ -35,6 +35,8 @@ BASELINE_CLAMP = (0.02, 0.98)
 
 @dataclass(frozen=True)
 class SurgeRule:
+    """The rule's windows and thresholds (the module's docstring says why each), and its statistic in numpy."""
+
     short: str = "30m"  # Prometheus durations
     baseline: str = "7d"
     min_z: float = 3.0
