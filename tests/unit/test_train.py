@@ -170,8 +170,9 @@ def test_distilled_lstm_learns_the_teachers_probabilities_on_the_noisy_source(tr
 def test_training_accuracy_compares_the_labels_soft_targets_round_to():
     from tweet_sentiment.training.lstm import hard_label_accuracy
 
-    targets, probs = np.array([0.73, 0.2, 0.55, 0.9]), np.array([0.9, 0.1, 0.3, 0.6])
+    targets, probs = np.array([0.73, 0.2, 0.55, 0.9]), np.array([[0.9], [0.1], [0.3], [0.6]])  # as Keras gives them
     assert float(hard_label_accuracy(targets, probs)) == 0.75
+    assert float(hard_label_accuracy(np.array([1, 0, 1, 1]), probs)) == 0.75  # validation labels, integers
 
 
 def test_agreeing_only_keeps_the_noisy_rows_whose_label_the_teacher_confirms(trained):

@@ -73,8 +73,9 @@ def hard_label_accuracy(targets, probs):
     the predicted class (1), and counts nearly every distilled tweet wrong."""
     import keras
 
-    hard = keras.ops.cast(targets, probs.dtype) >= DECISION_CUT  # validation labels come as integers
-    return keras.ops.mean(keras.ops.equal(hard, probs >= DECISION_CUT))
+    # Flat: the targets come as (tweets,), the model's output as (tweets, 1), which would broadcast to a square.
+    hard = keras.ops.reshape(keras.ops.cast(targets, probs.dtype) >= DECISION_CUT, (-1,))  # labels come as int
+    return keras.ops.mean(keras.ops.equal(hard, keras.ops.reshape(probs >= DECISION_CUT, (-1,))))
 
 
 def fit(split: Split, config: LSTMConfig, folder: Path) -> Curves:
