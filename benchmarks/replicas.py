@@ -2,8 +2,8 @@
 
     python -m benchmarks.replicas --database postgresql+psycopg://...   # ~3 min; writes benchmarks/results/REPLICAS.md
 
-The same procedure as `kubectl rollout` of the StatefulSet (README, Running several replicas), on this
-machine: replicas are `bentoml serve` processes on a fixed set of ports, nginx (Debian's package, its config
+The same procedure as `kubectl rollout` of the StatefulSet (docs/operations.md, Running several replicas), on
+this machine: replicas are `bentoml serve` processes on a fixed set of ports, nginx (Debian's package, its config
 and state in a temporary folder) balances those ports as a Service balances its endpoints, and a replica is
 replaced by starting the new one, waiting for /readyz, then stopping the old one with SIGTERM: it stops
 listening (nginx is refused and passes the request on) and answers what it has. tests/system/test_replicas.py runs

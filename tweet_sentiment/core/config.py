@@ -1,7 +1,7 @@
 """Every setting the product reads from its environment, in one typed place (pydantic-settings).
 
 Each comes from an environment variable or, where none is set, from a ``.env`` file beside this
-project (see ``.env.example``), else the default here. The README's "Settings" table lists them.
+project (see ``.env.example``), else the default here. docs/settings.md lists them.
 """
 
 from pathlib import Path
