@@ -8,7 +8,7 @@ import pytest
 from benchmarks import run, soak, versus_mlflow
 
 
-@pytest.mark.slow  # a server for each of four configurations and the model timed alone: ~2 min
+@pytest.mark.slow  # a server for each of five configurations and the model timed alone: ~2 min
 def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
     report = run.main(
         [
@@ -30,6 +30,8 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
         ("lstm batched", "Feedback"),
         ("mlflow models serve", "MLflowOneTweet"),  # the same LSTM version, served as a user could instead
         ("mlflow models serve", "MLflowManyTweets"),
+        (run.EXPLAINED, "Predict"),  # /predict alone, then with explanations asked beside it
+        (run.EXPLAINED, run.MIXED),
     ]
     for result in results:
         assert result["requests"] > 50 and result["failures"] == 0
@@ -40,6 +42,8 @@ def test_smoke_run_writes_a_report_with_real_figures(trained, tmp_path):
     # The model alone: the served ONNX runtime against the native Keras model, with its FLOPs and share of peak.
     assert "| lstm | onnx, 1 thread | 32 | 1 |" in text and "| lstm | keras (native) | 64 | 1 |" in text
     assert "GFLOP/s" in text and "ONNX / Keras" in text
+    # Each family's explained tweet, timed by its own logged model.
+    assert "## Explanations" in text and "| lstm | `" in text and "| logreg | `" in text
     for image in ("latency_throughput.png", "latency_vs_load.png"):
         assert (tmp_path / image).stat().st_size > 5_000
 
