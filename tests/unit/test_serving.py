@@ -2,11 +2,14 @@
 
 import asyncio
 import os
+import time
 
 import bentoml
 import pytest
+from bentoml.exceptions import ServiceUnavailable
 from pydantic import TypeAdapter
 
+from tweet_sentiment.serve.answering import call_costs, shedding_deadline_ms
 from tweet_sentiment.serve.internals import adaptive_batching
 from tweet_sentiment.serve.runtime import limit_model_threads, unbatched
 from tweet_sentiment.serve.schemas import Prediction, Predictions, answered
@@ -43,6 +46,28 @@ def test_a_failing_model_call_fails_the_requests_it_carried():
 
     with pytest.raises(RuntimeError, match="model crashed"):
         asyncio.run(call())
+
+
+def test_a_slow_model_is_given_a_deadline_it_can_meet_and_sheds_nothing_under_ordinary_load():
+    def slow(tweets):  # 10 ms a tweet, off the GIL as a runtime computes: 0.64 s a full call
+        time.sleep(0.01 * len(tweets))
+        return [0.5] * len(tweets)
+
+    async def sixteen_users(predict):  # 16 requests of 32 tweets at once: 8 full calls, 3 at a time
+        return await asyncio.gather(*(predict(["a tweet"] * 32) for _ in range(16)), return_exceptions=True)
+
+    def shed(answers):
+        return sum(isinstance(answer, ServiceUnavailable) for answer in answers)
+
+    costs = call_costs(slow, max_batch_size=64)
+    assert [n for n, _ in costs] == [1, 64] and costs[1][1] >= 0.64
+    deadline_ms = shedding_deadline_ms(costs[1][1])
+    assert deadline_ms >= 2560  # four full calls
+    # The fault first: the last requests wait ~1.3 s for a slot, past one deadline for every model.
+    assert shed(asyncio.run(sixteen_users(adaptive_batching(slow, 64, max_latency_ms=1000)))) > 0
+    answers = asyncio.run(sixteen_users(adaptive_batching(slow, 64, deadline_ms, costs=costs)))
+    assert shed(answers) == 0 and answers == [[0.5] * 32] * 16
+    assert shedding_deadline_ms(0.002) == 1000  # a fast model keeps the floor
 
 
 def test_model_threads_are_limited_in_serving_workers_only(monkeypatch):

@@ -2,6 +2,9 @@
 scoring the default model's calls in shadow; the prediction log; the brands a tweet names; the answers' metrics.
 """
 
+import logging
+import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from functools import partial
@@ -11,6 +14,7 @@ from bentoml.exceptions import ServiceUnavailable
 from starlette.responses import Response
 
 from tweet_model import DECISION_CUT
+from tweet_model.pyfunc import EXAMPLE_TWEETS
 from tweet_sentiment.core.brands import Brands, count_by_brand
 from tweet_sentiment.core.config import LABELS, settings
 from tweet_sentiment.core.french import FRENCH, ROUTE_MARK, translate_to_english
@@ -27,6 +31,33 @@ from tweet_sentiment.serve.schemas import answered
 from tweet_sentiment.serve.shadow import Shadow
 
 EXPLAINED_PER_CALL = 8  # tweets, each with its words' variants: a model call of ~150 texts
+LONGEST_TWEET = " ".join(EXAMPLE_TWEETS * 3)[:280]  # as long as Twitter allows: the costliest to answer
+SHEDDING_FLOOR_MS = 1000  # tighter deadlines shed requests under ordinary jitter (REPORT.md, shedding rows)
+# A request arriving as every batch slot is taken waits for one of the three in flight on two cores to finish,
+# then for its own: about three full calls. One more leaves room for jitter; past that is overload.
+SHED_PAST_FULL_CALLS = 4
+
+log = logging.getLogger(__name__)
+
+
+def call_costs(predict_proba: Callable[[list[str]], object], max_batch_size: int) -> list[tuple[int, float]]:
+    """(n, seconds) of a warm call of n longest tweets, for one and ``max_batch_size``: as n one-tweet requests,
+    the units of the dispatcher's latency model."""
+    costs = []
+    for n in (1, max_batch_size):
+        tweets = [LONGEST_TWEET] * n
+        predict_proba(tweets)  # a runtime's first call of a shape plans it
+        start = time.perf_counter()
+        predict_proba(tweets)
+        costs.append((n, time.perf_counter() - start))
+    return costs
+
+
+def shedding_deadline_ms(full_call_s: float) -> int:
+    """The dispatcher's deadline, given what a full call of the served model takes: it answers 503 for a request
+    it predicts will exceed it, from a latency model fitted online. One constant for every model shed a
+    transformer's requests under any concurrent load: MPNet's full call alone outlasts 1 s."""
+    return max(SHEDDING_FLOOR_MS, math.ceil(SHED_PAST_FULL_CALLS * full_call_s * 1000))
 
 
 class Answering:
@@ -34,11 +65,9 @@ class Answering:
     the model it resolved to), the default first; ``challenger``: scored in shadow on the default's calls.
 
     Adaptive batching (``max_batch_size`` tweets a call) serves /predict and /predict_batch alike: a model call
-    of many tweets costs far less a tweet than calls of one (benchmarks/results/REPORT.md, model alone).
-    ``max_latency_ms`` is the dispatcher's shedding deadline, not a wait: it answers 503 for a request it predicts
-    will exceed it, from a latency model fitted online; 1 s sheds only real overload, where tighter deadlines shed
-    requests under ordinary jitter (REPORT.md, shedding rows). A batcher a model: a request never waits on
-    another model's batch.
+    of many tweets costs far less a tweet than calls of one (benchmarks/results/REPORT.md, model alone). A batcher
+    a model: a request never waits on another model's batch, and each has its own shedding deadline
+    (``shedding_deadline_ms``).
     """
 
     def __init__(
@@ -69,12 +98,10 @@ class Answering:
             self.shadow.start()
             # By alias, the challenger follows it too: a new challenger reaches the shadow without a restart.
             self.challenger_follower = follow_challenger(spec, model, self.shadow)
-        batched: Callable = (
-            partial(internals.adaptive_batching, max_batch_size=max_batch_size, max_latency_ms=1000)
-            if batching
-            else unbatched
-        )
-        self.batchers = {spec: batched(partial(self.predict, model)) for spec, model in self.models.items()}
+        self.batchers = {
+            spec: self.batched(model, max_batch_size) if batching else unbatched(partial(self.predict, model))
+            for spec, model in self.models.items()
+        }
         # Explanations have batchers of their own, one call at a time: a tweet's costs a model call of its words'
         # variants, and must never hold up a prediction's batch nor take every core from them.
         explaining: Callable = (
@@ -88,6 +115,16 @@ class Answering:
             else unbatched
         )
         self.explainers = {spec: explaining(partial(self.explain, model)) for spec, model in self.models.items()}
+
+    def batched(self, model: FollowedModel, max_batch_size: int) -> Callable:
+        """``model``'s answers through a dispatcher whose deadline and first latency estimates are its measured
+        costs."""
+        costs = call_costs(model.current.predict_proba, max_batch_size)
+        full_call_s = costs[-1][1]
+        deadline_ms = shedding_deadline_ms(full_call_s)
+        log.info("%s: a call of %d tweets takes %.2f s, requests shed past %.1f s", model.spec, max_batch_size,
+                 full_call_s, deadline_ms / 1000)  # fmt: skip
+        return internals.adaptive_batching(partial(self.predict, model), max_batch_size, deadline_ms, costs=costs)
 
     def start(self) -> None:
         """Follow the aliases served by (with a registry within reach, promotions reach this worker)."""

@@ -176,7 +176,11 @@ def count_only_known_paths(paths: Iterable[str]) -> None:
 
 
 def adaptive_batching(
-    predict: PredictTweets[Answer], max_batch_size: int, max_latency_ms: int, max_concurrent_batches: int = 3
+    predict: PredictTweets[Answer],
+    max_batch_size: int,
+    max_latency_ms: int,
+    max_concurrent_batches: int = 3,
+    costs: Sequence[tuple[int, float]] = (),
 ) -> AsyncPredictTweets[Answer]:
     """Merge concurrent calls of the result, from any route, into calls of ``predict`` of up to ``max_batch_size``.
 
@@ -188,6 +192,10 @@ def adaptive_batching(
     released, while the third does its Python work (language, answers, log): the most 32-tweet requests a
     second of the counts tried (docs/serving.md). A request longer than ``max_batch_size`` is split across calls;
     one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503.
+
+    ``costs`` (calls of n requests, seconds each, measured at warm-up) are the dispatcher's first samples of its
+    latency model. Without them it starts from a guess scaled on the deadline and refits only every 5 s: a
+    transformer shed the first seconds of any concurrent load on that guess.
 
     Pinned by tests/unit/test_serving.py.
     """
@@ -207,6 +215,9 @@ def adaptive_batching(
         fallback=overloaded,
         get_batch_size=len,
     )
+    if costs:
+        dispatcher.optimizer.o_stat.extend((n, seconds, 0.0) for n, seconds in costs)  # (n, duration, wait)
+        dispatcher.optimizer.trigger_refresh()
     return dispatcher(predict_merged)
 
 
