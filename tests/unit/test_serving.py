@@ -9,7 +9,8 @@ import pytest
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import TypeAdapter
 
-from tweet_sentiment.serve.answering import call_costs, shedding_deadline_ms
+from tweet_sentiment.serve import internals
+from tweet_sentiment.serve.answering import call_costs, explained_per_call, shedding_deadline_ms
 from tweet_sentiment.serve.internals import adaptive_batching
 from tweet_sentiment.serve.runtime import limit_model_threads, unbatched
 from tweet_sentiment.serve.schemas import Prediction, Predictions, answered
@@ -59,7 +60,7 @@ def test_a_slow_model_is_given_a_deadline_it_can_meet_and_sheds_nothing_under_or
     def shed(answers):
         return sum(isinstance(answer, ServiceUnavailable) for answer in answers)
 
-    costs = call_costs(slow, max_batch_size=64)
+    costs = call_costs(slow, 1, 64)
     assert [n for n, _ in costs] == [1, 64] and costs[1][1] >= 0.64
     deadline_ms = shedding_deadline_ms(costs[1][1])
     assert deadline_ms >= 2560  # four full calls
@@ -68,6 +69,13 @@ def test_a_slow_model_is_given_a_deadline_it_can_meet_and_sheds_nothing_under_or
     answers = asyncio.run(sixteen_users(adaptive_batching(slow, 64, deadline_ms, costs=costs)))
     assert shed(answers) == 0 and answers == [[0.5] * 32] * 16
     assert shedding_deadline_ms(0.002) == 1000  # a fast model keeps the floor
+
+
+def test_a_slow_model_explains_fewer_tweets_a_call_under_a_longer_deadline():
+    # Explaining a tweet of 280 characters, one thread: the LSTM ~5 ms, MiniLM ~0.25 s, MPNet ~3.8 s.
+    assert [explained_per_call(s) for s in (0.005, 0.25, 3.8)] == [8, 4, 1]
+    assert shedding_deadline_ms(8 * 0.005, floor_ms=5000) == 5000  # the fast keep the floor
+    assert shedding_deadline_ms(1 * 3.8, floor_ms=5000) == 15200  # MPNet: four calls of one tweet
 
 
 def test_model_threads_are_limited_in_serving_workers_only(monkeypatch):
@@ -96,3 +104,41 @@ def test_answers_are_encoded_as_bentoml_renders_the_response_type():
     assert answered(answers[0]).body == Prediction(**answers[0]).model_dump_json().encode()
     assert answered(answers).media_type == "application/json"
     assert TypeAdapter(Predictions).validate_json(answered(answers).body) == [Prediction(**a) for a in answers]
+
+
+def test_an_overloaded_server_sheds_a_split_request_before_its_first_part_runs_not_after(monkeypatch):
+    computed = []
+
+    def slow(tweets):  # 10 ms a tweet, off the GIL as a runtime computes: 0.64 s a full call
+        time.sleep(0.01 * len(tweets))
+        computed.append(len(tweets))
+        return [0.5] * len(tweets)
+
+    async def eight_users(predict, seconds: float = 4) -> list[int]:
+        """8 users sending 256 tweets (4 calls) again as each is answered or shed: more than the model can do."""
+        answered, end = [], time.monotonic() + seconds
+
+        async def user():
+            while time.monotonic() < end:
+                try:
+                    answered.append(len(await predict(["a tweet"] * 256)))
+                except ServiceUnavailable:
+                    await asyncio.sleep(0.05)
+
+        await asyncio.gather(*(user() for _ in range(8)))
+        return answered
+
+    costs = call_costs(slow, 1, 64)
+    deadline_ms = shedding_deadline_ms(costs[1][1])
+
+    def run() -> tuple[int, int]:  # tweets answered, tweets the model computed
+        computed.clear()
+        answered = asyncio.run(eight_users(adaptive_batching(slow, 64, deadline_ms, costs=costs)))
+        return sum(answered), sum(computed)
+
+    with monkeypatch.context() as patched:  # the fault first: BentoML's dispatcher sheds parts of requests
+        patched.setattr(internals, "WholeRequestDispatcher", internals.CorkDispatcher)
+        answered, computed_tweets = run()
+        assert computed_tweets > answered  # work done on requests that were then shed
+    answered, computed_tweets = run()
+    assert answered > 0 and computed_tweets == answered  # requests are shed before any part of them is computed

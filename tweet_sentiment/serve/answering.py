@@ -30,7 +30,11 @@ from tweet_sentiment.serve.runtime import unbatched
 from tweet_sentiment.serve.schemas import answered
 from tweet_sentiment.serve.shadow import Shadow
 
-EXPLAINED_PER_CALL = 8  # tweets, each with its words' variants: a model call of ~150 texts
+EXPLAINED_PER_CALL = 8  # tweets at most, each with its words' variants: a model call of ~150 texts
+# An explanation call holds a core that predictions' calls would use: it is kept this short where the model allows.
+EXPLAIN_CALL_S = 1.0
+EXPLAIN_FLOOR_MS = 5000
+EXPLAIN_CEILING_MS = 20_000  # an explanation predicted later than this is answered 503, not 504 at the 30 s timeout
 LONGEST_TWEET = " ".join(EXAMPLE_TWEETS * 3)[:280]  # as long as Twitter allows: the costliest to answer
 SHEDDING_FLOOR_MS = 1000  # tighter deadlines shed requests under ordinary jitter (REPORT.md, shedding rows)
 # A request arriving as every batch slot is taken waits for one of the three in flight on two cores to finish,
@@ -40,24 +44,30 @@ SHED_PAST_FULL_CALLS = 4
 log = logging.getLogger(__name__)
 
 
-def call_costs(predict_proba: Callable[[list[str]], object], max_batch_size: int) -> list[tuple[int, float]]:
-    """(n, seconds) of a warm call of n longest tweets, for one and ``max_batch_size``: as n one-tweet requests,
-    the units of the dispatcher's latency model."""
+def call_costs(call: Callable[[list[str]], object], *sizes: int) -> list[tuple[int, float]]:
+    """(n, seconds) of a warm ``call`` of n longest tweets, for each size: as n one-tweet requests, the units of
+    the dispatcher's latency model."""
     costs = []
-    for n in (1, max_batch_size):
+    for n in sizes:
         tweets = [LONGEST_TWEET] * n
-        predict_proba(tweets)  # a runtime's first call of a shape plans it
+        call(tweets)  # a runtime's first call of a shape plans it
         start = time.perf_counter()
-        predict_proba(tweets)
+        call(tweets)
         costs.append((n, time.perf_counter() - start))
     return costs
 
 
-def shedding_deadline_ms(full_call_s: float) -> int:
+def shedding_deadline_ms(full_call_s: float, floor_ms: int = SHEDDING_FLOOR_MS) -> int:
     """The dispatcher's deadline, given what a full call of the served model takes: it answers 503 for a request
     it predicts will exceed it, from a latency model fitted online. One constant for every model shed a
     transformer's requests under any concurrent load: MPNet's full call alone outlasts 1 s."""
-    return max(SHEDDING_FLOOR_MS, math.ceil(SHED_PAST_FULL_CALLS * full_call_s * 1000))
+    return max(floor_ms, math.ceil(SHED_PAST_FULL_CALLS * full_call_s * 1000))
+
+
+def explained_per_call(one_tweet_s: float) -> int:
+    """How many tweets an explanation call takes, given what explaining one costs: as many as fit in
+    ``EXPLAIN_CALL_S``, at least one, at most ``EXPLAINED_PER_CALL``."""
+    return max(1, min(EXPLAINED_PER_CALL, int(EXPLAIN_CALL_S / one_tweet_s)))
 
 
 class Answering:
@@ -102,29 +112,38 @@ class Answering:
             spec: self.batched(model, max_batch_size) if batching else unbatched(partial(self.predict, model))
             for spec, model in self.models.items()
         }
-        # Explanations have batchers of their own, one call at a time: a tweet's costs a model call of its words'
-        # variants, and must never hold up a prediction's batch nor take every core from them.
-        explaining: Callable = (
-            partial(
-                internals.adaptive_batching,
-                max_batch_size=EXPLAINED_PER_CALL,
-                max_latency_ms=5000,
-                max_concurrent_batches=1,
-            )
-            if batching
-            else unbatched
-        )
-        self.explainers = {spec: explaining(partial(self.explain, model)) for spec, model in self.models.items()}
+        self.explainers = {
+            spec: self.explaining(model) if batching else unbatched(partial(self.explain, model))
+            for spec, model in self.models.items()
+        }
 
     def batched(self, model: FollowedModel, max_batch_size: int) -> Callable:
         """``model``'s answers through a dispatcher whose deadline and first latency estimates are its measured
         costs."""
-        costs = call_costs(model.current.predict_proba, max_batch_size)
+        costs = call_costs(model.current.predict_proba, 1, max_batch_size)
         full_call_s = costs[-1][1]
         deadline_ms = shedding_deadline_ms(full_call_s)
-        log.info("%s: a call of %d tweets takes %.2f s, requests shed past %.1f s", model.spec, max_batch_size,
-                 full_call_s, deadline_ms / 1000)  # fmt: skip
+        log.info("%s: a call of %d tweets takes %.2f s, requests shed past %.1f s",
+                 model.spec, max_batch_size, full_call_s, deadline_ms / 1000)  # fmt: skip
         return internals.adaptive_batching(partial(self.predict, model), max_batch_size, deadline_ms, costs=costs)
+
+    def explaining(self, model: FollowedModel) -> Callable:
+        """``model``'s explanations through a dispatcher of their own, one call at a time (a tweet's costs a model
+        call of its words' variants: it must never hold up a prediction's batch nor take every core from them),
+        its tweets a call and deadline set by what explaining one tweet costs this model."""
+        [(_, one_tweet_s)] = call_costs(model.current.explain, 1)
+        per_call = explained_per_call(one_tweet_s)
+        full_call_s = per_call * one_tweet_s
+        deadline_ms = min(EXPLAIN_CEILING_MS, shedding_deadline_ms(full_call_s, floor_ms=EXPLAIN_FLOOR_MS))
+        log.info("%s: explaining a tweet takes %.2f s, %d a call, requests shed past %.1f s",
+                 model.spec, one_tweet_s, per_call, deadline_ms / 1000)  # fmt: skip
+        return internals.adaptive_batching(
+            partial(self.explain, model),
+            per_call,
+            deadline_ms,
+            max_concurrent_batches=1,
+            costs=[(1, one_tweet_s), (per_call, full_call_s)],
+        )
 
     def start(self) -> None:
         """Follow the aliases served by (with a registry within reach, promotions reach this worker)."""

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -191,11 +192,11 @@ def adaptive_batching(
     default is one): with one model thread each (the service's default), two compute on the two cores, GIL
     released, while the third does its Python work (language, answers, log): the most 32-tweet requests a
     second of the counts tried (docs/serving.md). A request longer than ``max_batch_size`` is split across calls;
-    one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503.
+    one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503, before any part of it runs
+    (``WholeRequestDispatcher``).
 
     ``costs`` (calls of n requests, seconds each, measured at warm-up) are the dispatcher's first samples of its
-    latency model. Without them it starts from a guess scaled on the deadline and refits only every 5 s: a
-    transformer shed the first seconds of any concurrent load on that guess.
+    latency model. Without them it starts from a guess scaled on the deadline, and refits only every 5 s.
 
     Pinned by tests/unit/test_serving.py.
     """
@@ -208,7 +209,7 @@ def adaptive_batching(
         ends = itertools.accumulate(len(request) for request in requests)
         return [answers[end - len(request) : end] for request, end in zip(requests, ends, strict=True)]
 
-    dispatcher = CorkDispatcher(
+    dispatcher = WholeRequestDispatcher(
         max_latency_ms,
         max_batch_size,
         shared_sema=NonBlockSema(max_concurrent_batches),
@@ -219,6 +220,22 @@ def adaptive_batching(
         dispatcher.optimizer.o_stat.extend((n, seconds, 0.0) for n, seconds in costs)  # (n, duration, wait)
         dispatcher.optimizer.trigger_refresh()
     return dispatcher(predict_merged)
+
+
+class WholeRequestDispatcher(CorkDispatcher):
+    """BentoML's dispatcher, but the rest of a split request is not shed for the time its first parts took.
+
+    BentoML splits a request longer than a call and queues the rest first, with the request's arrival time: its
+    age then counted the calls of its own first parts, and it was shed as overdue, which failed the request and
+    wasted the work done on it. Here the rest is queued first as arriving now: it waits for a free call like any
+    new request, and only an overload past its own deadline sheds it. Pinned by
+    tests/unit/test_serving.py::test_an_overloaded_server_sheds_a_split_request_before_its_first_part_runs_not_after.
+    """
+
+    def split_job(self, job, split_indexes):
+        first, rest = super().split_job(job, split_indexes)
+        rest.enqueue_time = time.time()
+        return first, rest
 
 
 worker_deaths_total = bentoml.metrics.Counter(
