@@ -76,6 +76,7 @@ def test_a_slow_model_explains_fewer_tweets_a_call_under_a_longer_deadline():
     assert [explained_per_call(s) for s in (0.005, 0.25, 3.8)] == [8, 4, 1]
     assert shedding_deadline_ms(8 * 0.005, floor_ms=5000) == 5000  # the fast keep the floor
     assert shedding_deadline_ms(1 * 3.8, floor_ms=5000) == 15200  # MPNet: four calls of one tweet
+    assert shedding_deadline_ms(8.5) == 20_000  # never past the 30 s request timeout: 503 at once, not 504 later
 
 
 def test_model_threads_are_limited_in_serving_workers_only(monkeypatch):
