@@ -192,8 +192,8 @@ def adaptive_batching(
     default is one): with one model thread each (the service's default), two compute on the two cores, GIL
     released, while the third does its Python work (language, answers, log): the most 32-tweet requests a
     second of the counts tried (docs/serving.md). A request longer than ``max_batch_size`` is split across calls;
-    one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503, before any part of it runs
-    (``WholeRequestDispatcher``).
+    one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503, and the rest of a split request is
+    not shed for the time its own first parts took (``WholeRequestDispatcher``).
 
     ``costs`` (calls of n requests, seconds each, measured at warm-up) are the dispatcher's first samples of its
     latency model. Without them it starts from a guess scaled on the deadline, and refits only every 5 s.
