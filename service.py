@@ -97,7 +97,7 @@ PAGES = pages(
 @bentoml.asgi_app(PAGES, path="/")  # /, /readme, /model-card, /docs, /docs.json
 @bentoml.service(
     workers=args.workers,
-    traffic={"timeout": 30},
+    traffic={"timeout": config.request_timeout_seconds},
     metrics={"enabled": True},
     logging={"access": {"enabled": args.access_log}},
 )

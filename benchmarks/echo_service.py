@@ -6,6 +6,7 @@ bentoml serve benchmarks.echo_service:Echo --arg max_latency_ms=50
 import bentoml
 from pydantic import BaseModel
 
+from tweet_sentiment.core.config import settings
 from tweet_sentiment.serve.runtime import tune_gc_for_serving
 
 
@@ -21,7 +22,11 @@ args = bentoml.use_arguments(EchoArgs)
 ANSWER = {"label": "positive", "prob_positive": 1.0, "model": "echo"}
 
 
-@bentoml.service(workers=args.workers, traffic={"timeout": 30}, logging={"access": {"enabled": args.access_log}})
+@bentoml.service(
+    workers=args.workers,
+    traffic={"timeout": settings().request_timeout_seconds},
+    logging={"access": {"enabled": args.access_log}},
+)
 class Echo:
     def __init__(self) -> None:
         tune_gc_for_serving()  # as the tweet service, so both are served the same way

@@ -3,8 +3,9 @@
     locust -f benchmarks/locustfile.py --headless -u 32 -r 32 -t 30s --host http://127.0.0.1:3000 OneTweet
 
 Tweets are real airline tweets, of every length; users send requests back to back (no think time),
-so ``-u`` is the concurrency. FastHttpUser (geventhttpclient) costs a fraction of the CPU of the
-default HttpUser, which matters when locust shares the 2 cores with the server it measures.
+so ``-u`` is the concurrency, and wait what a 503's Retry-After asks, as HTTP clients' retries do.
+FastHttpUser (geventhttpclient) costs a fraction of the CPU of the default HttpUser, which matters
+when locust shares the 2 cores with the server it measures.
 ``--latencies-file PATH`` writes every request's start (s since the first), response time (ms) and whether
 it failed (1) to PATH at the end, one a line: locust's own percentiles are of times rounded to 2 significant
 digits, and its CSV misses the requests of the last moments.
@@ -13,7 +14,7 @@ digits, and its CSV misses the requests of the last moments.
 import random
 
 import gevent
-from locust import FastHttpUser, constant, events, task
+from locust import FastHttpUser, events, task
 
 from tweet_sentiment.training.data import load_airline
 
@@ -54,10 +55,22 @@ def _write_latencies(environment, **_) -> None:
 
 class TweetUser(FastHttpUser):
     abstract = True
-    wait_time = constant(0)
+    retry_after = 0.0  # seconds the server's last 503 asked to wait
+
+    def wait_time(self) -> float:
+        """None between requests; after a 503, what its Retry-After asks, as an HTTP client's retries do (urllib3's,
+        by default): a client that retries at once only adds the work of refusing it to an overloaded server."""
+        wait, self.retry_after = self.retry_after, 0.0
+        return wait
 
     def on_start(self) -> None:
         self.random = random.Random(hash(self) % 1000)
+
+    def send(self, path: str, body: dict, name: str):
+        response = self.client.post(path, json=body, name=name)
+        if response.status_code == 503:
+            self.retry_after = float(response.headers.get("Retry-After") or 0)
+        return response
 
     def tweets(self, n: int) -> list[str]:
         return self.random.sample(TWEETS, n)
@@ -71,7 +84,7 @@ class Tweets(TweetUser):
 
     @task
     def post(self) -> None:
-        self.client.post(self.path, json={self.key: self.tweets(self.size)}, name=f"{self.path[1:]}[{self.size}]")
+        self.send(self.path, {self.key: self.tweets(self.size)}, f"{self.path[1:]}[{self.size}]")
 
 
 class OneTweet(Tweets):
@@ -95,7 +108,7 @@ class Predict(TweetUser):
 
     @task
     def predict(self) -> None:
-        self.client.post("/predict", json={"tweet": self.tweets(1)[0]}, name="predict")
+        self.send("/predict", {"tweet": self.tweets(1)[0]}, "predict")
 
 
 class Explain(TweetUser):
@@ -103,7 +116,7 @@ class Explain(TweetUser):
 
     @task
     def explain(self) -> None:
-        self.client.post("/explain", json={"tweet": self.tweets(1)[0]}, name="explain")
+        self.send("/explain", {"tweet": self.tweets(1)[0]}, "explain")
 
 
 class PredictBesideExplanations(Predict):
@@ -118,7 +131,7 @@ class Feedback(TweetUser):
     @task
     def feedback(self) -> None:
         body = {"tweet": self.tweets(1)[0], "predicted_label": "positive", "wrong": True}
-        self.client.post("/feedback", json=body, name="feedback")
+        self.send("/feedback", body, "feedback")
 
 
 class Reporter(TweetUser):
@@ -128,12 +141,12 @@ class Reporter(TweetUser):
     @task
     def predict_and_report(self) -> None:
         tweet = self.tweets(1)[0]
-        answer = self.client.post("/predict", json={"tweet": tweet}, name="predict")
+        answer = self.send("/predict", {"tweet": tweet}, "predict")
         if answer.status_code != 200:  # counted as failed by locust
             return
         prediction = answer.json()
         body = {"tweet": tweet, "predicted_label": prediction["label"], "prediction_id": prediction["id"]}
-        self.client.post("/feedback", json={**body, "wrong": self.random.random() < 0.2}, name="feedback")
+        self.send("/feedback", {**body, "wrong": self.random.random() < 0.2}, "feedback")
 
 
 class MLflowOneTweet(Tweets):

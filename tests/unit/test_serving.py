@@ -15,6 +15,8 @@ from tweet_sentiment.serve.internals import adaptive_batching
 from tweet_sentiment.serve.runtime import limit_model_threads, unbatched
 from tweet_sentiment.serve.schemas import Prediction, Predictions, answered
 
+FAST = [(1, 0.001), (64, 0.01)]  # a model's costs, (tweets a call, seconds)
+
 
 def test_adaptive_batching_merges_concurrent_calls_and_answers_each_in_order():
     calls = []
@@ -28,7 +30,7 @@ def test_adaptive_batching_merges_concurrent_calls_and_answers_each_in_order():
     async def everyone_at_once(predict):
         return await asyncio.gather(*(predict(request) for request in requests))
 
-    answers = asyncio.run(everyone_at_once(adaptive_batching(lengths, max_batch_size=64, max_latency_ms=1000)))
+    answers = asyncio.run(everyone_at_once(adaptive_batching(lengths, 64, 1000, FAST)))
     assert answers == [[len(t) for t in request] for request in requests]
     assert sum(calls) == 140 and max(calls) == 64  # the 100-tweet request was split across calls
     assert len(calls) < len(requests)  # and concurrent requests were merged
@@ -43,7 +45,7 @@ def test_a_failing_model_call_fails_the_requests_it_carried():
         raise RuntimeError("model crashed")
 
     async def call():
-        return await adaptive_batching(broken, max_batch_size=64, max_latency_ms=1000)(["a tweet"])
+        return await adaptive_batching(broken, 64, 1000, FAST)(["a tweet"])
 
     with pytest.raises(RuntimeError, match="model crashed"):
         asyncio.run(call())
@@ -54,8 +56,8 @@ def test_a_slow_model_is_given_a_deadline_it_can_meet_and_sheds_nothing_under_or
         time.sleep(0.01 * len(tweets))
         return [0.5] * len(tweets)
 
-    async def sixteen_users(predict):  # 16 requests of 32 tweets at once: 8 full calls, 3 at a time
-        return await asyncio.gather(*(predict(["a tweet"] * 32) for _ in range(16)), return_exceptions=True)
+    async def twelve_users(predict):  # 12 requests of 32 tweets at once: 6 full calls
+        return await asyncio.gather(*(predict(["a tweet"] * 32) for _ in range(12)), return_exceptions=True)
 
     def shed(answers):
         return sum(isinstance(answer, ServiceUnavailable) for answer in answers)
@@ -64,10 +66,10 @@ def test_a_slow_model_is_given_a_deadline_it_can_meet_and_sheds_nothing_under_or
     assert [n for n, _ in costs] == [1, 64] and costs[1][1] >= 0.64
     deadline_ms = shedding_deadline_ms(costs[1][1])
     assert deadline_ms >= 2560  # four full calls
-    # The fault first: the last requests wait ~1.3 s for a slot, past one deadline for every model.
-    assert shed(asyncio.run(sixteen_users(adaptive_batching(slow, 64, max_latency_ms=1000)))) > 0
-    answers = asyncio.run(sixteen_users(adaptive_batching(slow, 64, deadline_ms, costs=costs)))
-    assert shed(answers) == 0 and answers == [[0.5] * 32] * 16
+    # The fault first: the last requests are predicted past one deadline for every model.
+    assert shed(asyncio.run(twelve_users(adaptive_batching(slow, 64, 1000, costs)))) > 0
+    answers = asyncio.run(twelve_users(adaptive_batching(slow, 64, deadline_ms, costs)))
+    assert shed(answers) == 0 and answers == [[0.5] * 32] * 12
     assert shedding_deadline_ms(0.002) == 1000  # a fast model keeps the floor
 
 
@@ -107,11 +109,13 @@ def test_answers_are_encoded_as_bentoml_renders_the_response_type():
     assert TypeAdapter(Predictions).validate_json(answered(answers).body) == [Prediction(**a) for a in answers]
 
 
-def test_an_overloaded_server_sheds_a_split_request_before_its_first_part_runs_not_after(monkeypatch):
-    computed = []
+def test_an_overloaded_server_answers_whole_requests_and_sheds_before_any_work(monkeypatch):
+    computed, running = [], [0]
 
-    def slow(tweets):  # 10 ms a tweet, off the GIL as a runtime computes: 0.64 s a full call
-        time.sleep(0.01 * len(tweets))
+    def slow(tweets):  # 10 ms a tweet, off the GIL as a runtime computes, on two cores: three calls share them
+        running[0] += 1
+        time.sleep(0.01 * len(tweets) * max(1.0, running[0] / 2))
+        running[0] -= 1
         computed.append(len(tweets))
         return [0.5] * len(tweets)
 
@@ -134,12 +138,22 @@ def test_an_overloaded_server_sheds_a_split_request_before_its_first_part_runs_n
 
     def run() -> tuple[int, int]:  # tweets answered, tweets the model computed
         computed.clear()
-        answered = asyncio.run(eight_users(adaptive_batching(slow, 64, deadline_ms, costs=costs)))
+        answered = asyncio.run(eight_users(adaptive_batching(slow, 64, deadline_ms, costs)))
         return sum(answered), sum(computed)
 
+    def bentoml_dispatcher(deadline_s, costs, max_batch_size, calls_at_once):  # as the service used it before
+        dispatcher = internals.CorkDispatcher(
+            int(deadline_s * 1000), max_batch_size, shared_sema=internals.NonBlockSema(calls_at_once),
+            fallback=internals.overloaded, get_batch_size=len,
+        )  # fmt: skip
+        dispatcher.optimizer.o_stat.extend((n, seconds, 0.0) for n, seconds in costs)
+        dispatcher.optimizer.trigger_refresh()
+        return dispatcher
+
     with monkeypatch.context() as patched:  # the fault first: BentoML's dispatcher sheds parts of requests
-        patched.setattr(internals, "WholeRequestDispatcher", internals.CorkDispatcher)
-        answered, computed_tweets = run()
-        assert computed_tweets > answered  # work done on requests that were then shed
+        patched.setattr(internals, "AdmittingDispatcher", bentoml_dispatcher)
+        answered_before, computed_before = run()
+        assert computed_before > answered_before  # work done on requests that were then shed
     answered, computed_tweets = run()
-    assert answered > 0 and computed_tweets == answered  # requests are shed before any part of them is computed
+    assert computed_tweets == answered  # requests are shed before any part of them is computed
+    assert answered >= 0.75 * computed_before  # and the model is kept as busy: what it computes is answered

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     drain_seconds: float = _env(
         "TWEETS_DRAIN_SECONDS", 2.0, "after SIGTERM, idle keep-alive connections still answer a request this long"
     )
+    request_timeout_seconds: float = _env(
+        "TWEETS_REQUEST_TIMEOUT_SECONDS", 30.0, "a request not answered by then gets 504 (BentoML's traffic timeout)"
+    )
     # Feedback and alerts
     feedback_db: Path = _in_state_dir("TWEETS_FEEDBACK_DB", "feedback.db", "SQLite feedback store")
     feedback_db_url: SecretStr | None = _env("TWEETS_FEEDBACK_DB_URL", None, "any SQLAlchemy URL; wins over the file")

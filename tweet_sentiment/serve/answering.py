@@ -36,9 +36,9 @@ EXPLAIN_CALL_S = 1.0
 EXPLAIN_FLOOR_MS = 5000
 LONGEST_TWEET = " ".join(EXAMPLE_TWEETS * 3)[:280]  # as long as Twitter allows: the costliest to answer
 SHEDDING_FLOOR_MS = 1000  # tighter deadlines shed requests under ordinary jitter (REPORT.md, shedding rows)
-# Under the service's 30 s request timeout (service.py): a request predicted past it is answered 503 at once, not
-# 504 after 30 s.
-SHEDDING_CEILING_MS = 20_000
+# Of the request timeout: a request predicted past it is answered 503 at once, not 504 at the timeout; the margin
+# is for calls under load, slower than the idle ones the prediction is made of.
+SHEDDING_CEILING_SHARE = 2 / 3
 # A request arriving as every batch slot is taken waits for one of the three in flight on two cores to finish,
 # then for its own: about three full calls. One more leaves room for jitter; past that is overload.
 SHED_PAST_FULL_CALLS = 4
@@ -63,9 +63,10 @@ def call_costs(call: Callable[[list[str]], object], *sizes: int) -> list[tuple[i
 
 def shedding_deadline_ms(full_call_s: float, floor_ms: int = SHEDDING_FLOOR_MS) -> int:
     """The dispatcher's deadline, given what a full call of the served model takes: it answers 503 for a request
-    it predicts will exceed it, from a latency model fitted online. One constant for every model shed a
-    transformer's requests under any concurrent load: MPNet's full call alone outlasts 1 s."""
-    return min(SHEDDING_CEILING_MS, max(floor_ms, math.ceil(SHED_PAST_FULL_CALLS * full_call_s * 1000)))
+    it predicts will exceed it (internals.AdmittingDispatcher). One constant for every model shed a transformer's
+    requests under any concurrent load: MPNet's full call alone outlasts 1 s."""
+    ceiling_ms = SHEDDING_CEILING_SHARE * settings().request_timeout_seconds * 1000
+    return int(min(ceiling_ms, max(floor_ms, math.ceil(SHED_PAST_FULL_CALLS * full_call_s * 1000))))
 
 
 def explained_per_call(one_tweet_s: float) -> int:
@@ -129,7 +130,7 @@ class Answering:
         deadline_ms = shedding_deadline_ms(full_call_s)
         log.info("%s: a call of %d tweets takes %.2f s, requests shed past %.1f s",
                  model.spec, max_batch_size, full_call_s, deadline_ms / 1000)  # fmt: skip
-        return internals.adaptive_batching(partial(self.predict, model), max_batch_size, deadline_ms, costs=costs)
+        return internals.adaptive_batching(partial(self.predict, model), max_batch_size, deadline_ms, costs)
 
     def explaining(self, model: FollowedModel) -> Callable:
         """``model``'s explanations through a dispatcher of their own, one call at a time (a tweet's costs a model
@@ -145,8 +146,8 @@ class Answering:
             partial(self.explain, model),
             per_call,
             deadline_ms,
+            [(1, one_tweet_s), (per_call, full_call_s)],
             max_concurrent_batches=1,
-            costs=[(1, one_tweet_s), (per_call, full_call_s)],
         )
 
     def start(self) -> None:

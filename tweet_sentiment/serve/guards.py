@@ -7,6 +7,7 @@ from http import HTTPStatus
 
 HEALTH_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics"})
 RETRY_SOON = {"Retry-After": "1"}  # an overload passes within a second or so: try again then
+OVERLOADED = "server overloaded, retry later"
 CLOSE = {"Connection": "close"}  # the rest of a refused body is never read: drop the connection
 
 
@@ -104,7 +105,7 @@ class LoadShedding:
         if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_concurrency:
-            return await error_response(503, "server overloaded, retry later", RETRY_SOON)(scope, receive, send)
+            return await error_response(503, OVERLOADED, RETRY_SOON)(scope, receive, send)
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)

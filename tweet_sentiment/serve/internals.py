@@ -4,9 +4,11 @@ why no documented API does the job, and the test that pins its behaviour.
 """
 
 import atexit
+import collections
 import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import bentoml
 import bentoml.serving
+import numpy as np
 import prometheus_client.values
 from _bentoml_impl.server.app import ServiceAppFactory
 from bentoml._internal.configuration.containers import BentoMLContainer
@@ -32,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as Protocol
 
 from tweet_sentiment.core.config import settings
+from tweet_sentiment.serve.guards import OVERLOADED
 from tweet_sentiment.serve.runtime import Answer, AsyncPredictTweets, PredictTweets
 
 # The versions every patch here was written and tested for (requirements-serve.lock pins the same).
@@ -179,9 +183,9 @@ def count_only_known_paths(paths: Iterable[str]) -> None:
 def adaptive_batching(
     predict: PredictTweets[Answer],
     max_batch_size: int,
-    max_latency_ms: int,
+    deadline_ms: int,
+    costs: Sequence[tuple[int, float]],
     max_concurrent_batches: int = 3,
-    costs: Sequence[tuple[int, float]] = (),
 ) -> AsyncPredictTweets[Answer]:
     """Merge concurrent calls of the result, from any route, into calls of ``predict`` of up to ``max_batch_size``.
 
@@ -191,51 +195,80 @@ def adaptive_batching(
     single tweets sent to either route into the same model calls. Three batches may run at once (BentoML's
     default is one): with one model thread each (the service's default), two compute on the two cores, GIL
     released, while the third does its Python work (language, answers, log): the most 32-tweet requests a
-    second of the counts tried (docs/serving.md). A request longer than ``max_batch_size`` is split across calls;
-    one the dispatcher predicts would exceed ``max_latency_ms`` is answered 503, and the rest of a split request is
-    not shed for the time its own first parts took (``WholeRequestDispatcher``).
+    second of the counts tried (docs/serving.md). A request longer than ``max_batch_size`` is split across calls.
 
-    ``costs`` (calls of n requests, seconds each, measured at warm-up) are the dispatcher's first samples of its
-    latency model. Without them it starts from a guess scaled on the deadline, and refits only every 5 s.
+    A request is admitted or answered 503 when it arrives, by its size in tweets (``AdmittingDispatcher``).
+    ``costs`` (calls of n tweets, seconds each, measured at warm-up; one of them a full call) are what admission
+    predicts with, and the first samples of BentoML's latency model, which otherwise starts from a guess.
 
     Pinned by tests/unit/test_serving.py.
     """
-
-    def overloaded() -> list[Answer]:
-        raise ServiceUnavailable("server overloaded, retry later")
 
     def predict_merged(requests: Sequence[list[str]]) -> list[list[Answer]]:
         answers = list(predict([tweet for request in requests for tweet in request]))
         ends = itertools.accumulate(len(request) for request in requests)
         return [answers[end - len(request) : end] for request, end in zip(requests, ends, strict=True)]
 
-    dispatcher = WholeRequestDispatcher(
-        max_latency_ms,
-        max_batch_size,
-        shared_sema=NonBlockSema(max_concurrent_batches),
-        fallback=overloaded,
-        get_batch_size=len,
-    )
-    if costs:
-        dispatcher.optimizer.o_stat.extend((n, seconds, 0.0) for n, seconds in costs)  # (n, duration, wait)
-        dispatcher.optimizer.trigger_refresh()
-    return dispatcher(predict_merged)
+    return AdmittingDispatcher(deadline_ms / 1000, costs, max_batch_size, max_concurrent_batches)(predict_merged)
 
 
-class WholeRequestDispatcher(CorkDispatcher):
-    """BentoML's dispatcher, but the rest of a split request is not shed for the time its first parts took.
+def overloaded() -> Answer:
+    raise ServiceUnavailable(OVERLOADED)
 
-    BentoML splits a request longer than a call and queues the rest first, with the request's arrival time: its
-    age then counted the calls of its own first parts, and it was shed as overdue, which failed the request and
-    wasted the work done on it. Here the rest is queued first as arriving now: it waits for a free call like any
-    new request, and only an overload past its own deadline sheds it. Pinned by
-    tests/unit/test_serving.py::test_an_overloaded_server_sheds_a_split_request_before_its_first_part_runs_not_after.
+
+class AdmittingDispatcher(CorkDispatcher):
+    """BentoML's dispatcher, with its shedding replaced: a request is judged whole, in tweets, when it arrives.
+
+    It is admitted if the tweets admitted before it and not yet answered, and its own, would be answered within
+    ``deadline_s``; otherwise it is answered 503 at once, before any work. An admitted request is never shed; one
+    alone is always admitted (waiting cannot make it faster). The prediction is a line, seconds a call against its
+    tweets, fitted on the last calls as they ran (at first on ``costs``, timed at warm-up), ``calls_at_once`` at a
+    time: calls run slower together under load, and the prediction with them.
+
+    BentoML's dispatcher sheds the request at the head of its queue when its latency model, of requests and not
+    tweets, predicts it late: a long request was shed part by part, after waiting, and after its first parts had
+    been computed. Its own shedding is left here only for a request already past the request timeout. Pinned by
+    tests/unit/test_serving.py::test_an_overloaded_server_answers_whole_requests_and_sheds_before_any_work.
     """
 
-    def split_job(self, job, split_indexes):
-        first, rest = super().split_job(job, split_indexes)
-        rest.enqueue_time = time.time()
-        return first, rest
+    def __init__(
+        self, deadline_s: float, costs: Sequence[tuple[int, float]], max_batch_size: int, calls_at_once: int
+    ) -> None:
+        timeout_ms = int(settings().request_timeout_seconds * 1000)
+        options = {"shared_sema": NonBlockSema(calls_at_once), "fallback": overloaded, "get_batch_size": len}
+        super().__init__(timeout_ms, max_batch_size, **options)
+        self.optimizer.o_stat.extend((n, seconds, 0.0) for n, seconds in costs)  # (n, duration, wait)
+        self.optimizer.trigger_refresh()
+        self.deadline_s, self.calls_at_once = deadline_s, calls_at_once
+        self.calls: collections.deque[tuple[int, float]] = collections.deque(costs, maxlen=50)  # (tweets, seconds)
+        self.tweet_s, self.call_s = self.fit()
+        self.admitted_tweets = 0  # admitted and not yet answered
+
+    def fit(self) -> tuple[float, float]:
+        """Seconds a tweet and a call, the least-squares line through the last calls."""
+        tweets, seconds = np.array(self.calls, dtype=float).T
+        (tweet_s, call_s), *_ = np.linalg.lstsq(np.stack([tweets, np.ones_like(tweets)], 1), seconds, rcond=None)
+        return max(tweet_s, 0.0), max(call_s, 0.0)
+
+    def predicted_s(self, tweets: int) -> float:
+        """Seconds to answer ``tweets``, in as few calls as they fit, so many at a time."""
+        calls = math.ceil(tweets / self.max_batch_size)
+        return (tweets * self.tweet_s + calls * self.call_s) / self.calls_at_once
+
+    async def inbound_call(self, data: list[str]):
+        if self.admitted_tweets and self.predicted_s(self.admitted_tweets + len(data)) > self.deadline_s:
+            return ServiceUnavailable(OVERLOADED)  # BentoML's wrapper raises what it returns
+        self.admitted_tweets += len(data)
+        try:
+            return await super().inbound_call(data)
+        finally:
+            self.admitted_tweets -= len(data)
+
+    async def outbound_call(self, inputs_info, training: bool = False) -> None:
+        start = time.perf_counter()
+        await super().outbound_call(inputs_info, training)
+        self.calls.append((sum(len(job.data) for job in inputs_info), time.perf_counter() - start))
+        self.tweet_s, self.call_s = self.fit()
 
 
 worker_deaths_total = bentoml.metrics.Counter(
