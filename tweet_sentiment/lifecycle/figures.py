@@ -40,26 +40,29 @@ class FigureFile:
     may_lag: str | None = None  # why it may stay stale for a while; None: never
 
 
+# The load locust puts on a server: its users and how they are run.
+LOAD = ("benchmarks/run.py", "benchmarks/locustfile.py")
+
+
 def bench(name: str, command: str, *code: str, may_lag: str | None = None) -> FigureFile:
     return FigureFile(f"benchmarks/results/{name}", command, (*SERVING, *code), may_lag)
 
 
 FIGURES = [
-    bench("REPORT.md", "python -m benchmarks.run", "benchmarks/run.py", "benchmarks/locustfile.py",
-          "benchmarks/model_only.py", "benchmarks/echo_service.py"),
-    bench("BATCH.md", "python -m benchmarks.batch", "tweet_sentiment/batch", "benchmarks/batch.py"),
-    bench("BRANDS.md", "python -m benchmarks.brands", "brands.yaml", "benchmarks/brands.py"),
+    bench("REPORT.md", "python -m benchmarks.run", *LOAD, "benchmarks/model_only.py", "benchmarks/echo_service.py"),
+    bench("BATCH.md", "python -m benchmarks.batch", "tweet_sentiment/batch", "benchmarks/batch.py", *LOAD),
+    bench("BRANDS.md", "python -m benchmarks.brands", "brands.yaml", "benchmarks/brands.py", *LOAD),
     bench("FLOODS.md", "python -m benchmarks.floods", "benchmarks/floods.py"),
     bench("FOLLOWING.md", "python -m benchmarks.following", "benchmarks/following.py"),
     bench("IMAGE.md", "python -m benchmarks.image", "deploy", "benchmarks/image.py", "harness/containers.py"),
     bench("MIDDLEWARES.md", "python -m benchmarks.middlewares", "benchmarks/middlewares.py"),
     bench("REPLICAS.md", "python -m benchmarks.replicas", "benchmarks/replicas.py"),
-    bench("SHADOW.md", "python -m benchmarks.shadow", "benchmarks/shadow.py"),
-    bench("SOAK.md", "python -m benchmarks.soak", "benchmarks/soak.py",
+    bench("SHADOW.md", "python -m benchmarks.shadow", "benchmarks/shadow.py", *LOAD),
+    bench("SOAK.md", "python -m benchmarks.soak", "benchmarks/soak.py", *LOAD,
           may_lag="a 30-minute run of the whole machine: rerun before a release, not for every serving change"),
-    bench("VERSUS_MLFLOW.md", "python -m benchmarks.versus_mlflow", "benchmarks/versus_mlflow.py"),
+    bench("VERSUS_MLFLOW.md", "python -m benchmarks.versus_mlflow", "benchmarks/versus_mlflow.py", *LOAD),
     bench("profiles/ManyTweets-8-gil.md", "python -m benchmarks.profile --user ManyTweets --users 8 --gil",
-          "benchmarks/profile.py",
+          "benchmarks/profile.py", *LOAD,
           may_lag="a profile, where a worker's time went when it was taken: a diagnosis, not a claim"),
     FigureFile("benchmarks/results/FRENCH.md", "python -m train.french",
                ("tweet_model", "tweet_sentiment/core/french.py", "tweet_sentiment/lifecycle/french_routes.py",
