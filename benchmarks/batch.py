@@ -188,7 +188,8 @@ the whole job: Spark reads the Parquet archive, answers every tweet as the serve
 pyfunc, its language, the French route, its brands, in one Python call an Arrow batch), and writes Parquet
 (`score_archive`, what `python -m batch score` runs; its time excludes starting Spark). The model alone: the
 same pyfunc's `predict` over the same tweets, {CHUNK:,} a call, in {CORES} processes of one thread each. The
-server: `bentoml serve`, one worker, {SERVER_USERS} locust users for {SERVER_SECONDS} s, locust on the same cores.
+server: `bentoml serve`, one worker, {SERVER_USERS} locust users for {SERVER_SECONDS} s, locust on the same cores,
+the tweets of answered requests (a user waits what a 503's Retry-After asks; failed requests are counted apart).
 Each figure is the mean of {len(results[0].spark)} rounds that alternate the order of the three (the range in
 brackets); ratios are of the means.
 
