@@ -167,6 +167,24 @@ def test_distilled_lstm_learns_the_teachers_probabilities_on_the_noisy_source(tr
     assert not result.promoted  # sampled
 
 
+def test_teacher_scores_cached_for_another_run_of_the_same_version_are_not_used(trained, tmp_path, monkeypatch):
+    import hashlib
+
+    from tweet_sentiment.training.distil import teacher_probabilities
+
+    monkeypatch.setenv("TWEETS_CACHE_DIR", str(tmp_path))
+    teacher, texts = trained["logreg"], ["great crew, thanks", "lost my bag again"]
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    (tmp_path / "teacher").mkdir()
+    # What a store wiped and retrained would find: version 1 again, scored by another run (keyed by version alone,
+    # or by the other run).
+    for key in (f"v{teacher.version}", f"v{teacher.version}-000000000000"):
+        np.save(tmp_path / "teacher" / f"{teacher.name}-{key}-{digest}.npy", np.zeros(2))
+    expected = mlflow.pyfunc.load_model(f"models:/{teacher.name}/{teacher.version}").predict(texts)
+    assert teacher_probabilities(teacher.name, teacher.version, texts) == pytest.approx(expected, abs=1e-6)
+    assert len(list((tmp_path / "teacher").glob("*.npy"))) == 3  # its own scores cached beside the other runs'
+
+
 def test_training_accuracy_compares_the_labels_soft_targets_round_to():
     from tweet_sentiment.training.lstm import hard_label_accuracy
 
@@ -192,6 +210,47 @@ def test_agreeing_only_keeps_the_noisy_rows_whose_label_the_teacher_confirms(tra
     assert (kept["label"] == confirmed["label"].to_numpy()).all()  # the label both witnesses give
     assert len(relabelled.train) == len(parts.train) and len(filtered.train) == len(parts.train) - len(noisy) + rows
     assert filtered.val.equals(parts.val) and filtered.test.equals(parts.test)  # held-out rows never touched
+
+
+def test_negation_phrases_start_at_the_negation_and_leave_out_whole_tweets():
+    from tweet_sentiment.training.phrases import negation_phrases
+
+    tweets = ["the flight was not bad at all", "it did n't disappoint", "not bad at"]
+    assert negation_phrases(tweets) == sorted(
+        ["not bad", "not bad at all", "did n't disappoint"]  # "not bad at" is a tweet itself
+    )
+
+
+def test_leaning_phrases_hold_a_word_that_leans_to_a_label(monkeypatch):
+    from tweet_sentiment.training import phrases
+
+    monkeypatch.setattr(phrases, "LEANING_WORDS", 2)  # of each label
+    tweets = ["lost my bag"] * 30 + ["great my crew"] * 30 + ["seat today"] * 60  # "my", "seat", "today": in both
+    labels = [0] * 30 + [1] * 30 + [0, 1] * 30
+    assert phrases.leaning_words(tweets, labels) == {"lost", "bag", "great", "crew"}
+    assert phrases.leaning_phrases(tweets, labels) == ["great my", "lost my", "my bag", "my crew"]  # no whole tweet
+    assert len(phrases.leaning_phrases(tweets, labels, size=2)) == 2
+
+
+def test_phrases_are_added_as_rows_the_teacher_scored(trained):
+    from tweet_sentiment.training import data
+    from tweet_sentiment.training.distil import distil, teacher_probabilities
+    from tweet_sentiment.training.phrases import phrase_sets
+
+    parts = data.split(data.load_dataset("airline+sentiment140", 600))
+    relabelled, _, _ = distil(parts, "tweet-logreg@champion")
+    with_phrases, _, rows = distil(parts, "tweet-logreg@champion", phrases=True)
+    added = with_phrases.train.iloc[len(relabelled.train) :]
+    assert with_phrases.train.iloc[: len(relabelled.train)].equals(relabelled.train)
+    negation, leaning = phrase_sets(relabelled.train["text"].tolist(), relabelled.train["label"].tolist())
+    assert len(negation) > 10 and len(leaning) > 10
+    assert added["text"].tolist() == negation + leaning and (added["source"] == "phrases").all()
+    teacher = trained["logreg"]
+    expected = teacher_probabilities(teacher.name, teacher.version, negation + leaning)
+    assert np.allclose(added["target"], expected)
+    assert (added["label"] == (expected >= 0.5)).all()
+    assert rows == data.noisy(relabelled.train).sum()  # the noisy rows labelled; phrases are counted apart
+    assert with_phrases.val.equals(parts.val) and with_phrases.test.equals(parts.test)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

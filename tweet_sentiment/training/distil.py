@@ -2,7 +2,7 @@
 
 The noisy-labelled sources (Sentiment140's emoticon labels) are relabelled by the teacher, usually
 the fine-tuned transformer's champion, so a fast student (the LSTM) learns its judgement on many
-more tweets. Scores are cached per teacher version and texts, since scoring a transformer over tens of
+more tweets. Scores are cached per teacher run and texts, since scoring a transformer over tens of
 thousands of tweets takes minutes.
 """
 
@@ -11,6 +11,7 @@ import logging
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow import MlflowClient
 
 from tweet_model import DECISION_CUT
@@ -18,6 +19,7 @@ from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.models import ModelNotFound, ModelSpec
 from tweet_sentiment.training import data
 from tweet_sentiment.training.data import Split
+from tweet_sentiment.training.phrases import phrase_sets
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ def teacher_version(spec: str) -> tuple[str, str]:
 def teacher_probabilities(name: str, version: str, texts: list[str], batch_size: int = 256) -> np.ndarray:
     """The teacher's P(positive) for each text, from the cache when it scored these texts before."""
     digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
-    cache = settings().cache_dir / "teacher" / f"{name}-v{version}-{digest}.npy"
+    run_id = MlflowClient().get_model_version(name, version).run_id  # a new store numbers its versions from 1 again
+    cache = settings().cache_dir / "teacher" / f"{name}-v{version}-{run_id[:12]}-{digest}.npy"
     if cache.is_file():
         return np.load(cache)
     from tqdm import tqdm  # a cached teacher needs no progress bar
@@ -70,11 +73,12 @@ def teacher_probabilities(name: str, version: str, texts: list[str], batch_size:
     return probs
 
 
-def distil(parts: Split, teacher: str, agreeing_only: bool = False) -> tuple[Split, str, int]:
+def distil(parts: Split, teacher: str, agreeing_only: bool = False, phrases: bool = False) -> tuple[Split, str, int]:
     """The split with its noisy-labelled training rows relabelled by the teacher: a soft ``target``
     (P(positive)) and the hard ``label`` it rounds to. With ``agreeing_only``, the noisy rows whose own
     label the teacher contradicts are dropped instead (noisy-label filtering: the rows kept have two
-    witnesses). Returns the split, the teacher's ``name/version`` and how many noisy rows it labelled."""
+    witnesses). With ``phrases``, phrases cut from the training tweets (training/phrases.py) are added as
+    rows the teacher scored. Returns the split, the teacher's ``name/version`` and how many noisy rows it labelled."""
     name, version = teacher_version(teacher)
     train = parts.train.assign(target=parts.train["label"].astype(float))
     noisy = data.noisy(train)
@@ -87,6 +91,13 @@ def distil(parts: Split, teacher: str, agreeing_only: bool = False) -> tuple[Spl
         if agreeing_only:
             train = train[~contradicted].reset_index(drop=True)
             log.info("teacher %s/%s contradicts %d noisy labels: rows dropped", name, version, contradicted.sum())
+    if phrases:
+        sets = phrase_sets(train["text"].tolist(), train["label"].tolist())
+        probs = np.concatenate([teacher_probabilities(name, version, texts) for texts in sets])
+        rows = pd.DataFrame({"text": [t for texts in sets for t in texts], "target": probs, "source": "phrases"})
+        rows["label"] = (probs >= DECISION_CUT).astype(int)
+        log.info("%d phrases scored by the teacher, %.3f positive", len(rows), rows["label"].mean())
+        train = pd.concat([train, rows], ignore_index=True)
     labelled = int(data.noisy(train).sum())
     log.info("teacher %s/%s labelled %d of %d training tweets", name, version, labelled, len(train))
     return Split(train, parts.val, parts.test), f"{name}/{version}", labelled

@@ -156,6 +156,7 @@ class DataOptions:
     with_feedback: bool = False
     teacher: str | None = None
     agreeing_only: bool = False
+    phrases: bool = False
 
 
 def prepare_data(options: DataOptions) -> TrainingData:
@@ -170,7 +171,9 @@ def prepare_data(options: DataOptions) -> TrainingData:
         held_out = [parts.val, parts.test, general_val, *externals.values()]
         parts, feedback = data.add_feedback(parts, pd.DataFrame(FeedbackStore().labelled()), held_out)
     if options.teacher:
-        parts, params["teacher"], params["distilled_rows"] = distil(parts, options.teacher, options.agreeing_only)
+        parts, params["teacher"], params["distilled_rows"] = distil(
+            parts, options.teacher, options.agreeing_only, options.phrases
+        )
     params["feedback_rows"] = 0 if feedback is None else len(feedback)
     params |= {"train_rows": len(parts.train), "val_rows": len(parts.val), "test_rows": len(parts.test)}
     # A sampled (quick) run evaluates on equally small samples of the external sets.
@@ -271,6 +274,9 @@ def main(family: ModelFamily, argv: list[str] | None = None) -> TrainedModel:
     parser.add_argument(
         "--agreeing-only", action="store_true", help="with --teacher: drop the noisy rows whose label it contradicts"
     )
+    parser.add_argument(
+        "--phrases", action="store_true", help="with --teacher: add phrases of the training tweets it scores as rows"
+    )
     parser.add_argument("--sample", type=int, help="use a stratified sample of this many tweets")
     parser.add_argument(
         "--with-feedback", action="store_true", help="add the labelled feedback of the feedback store to training"
@@ -285,7 +291,7 @@ def main(family: ModelFamily, argv: list[str] | None = None) -> TrainedModel:
     args = parser.parse_args(argv)
     config = config_type(**{f.name: getattr(args, f.name) for f in fields(config_type)})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.agreeing_only and not args.teacher:
-        parser.error("--agreeing-only needs --teacher")
-    options = DataOptions(args.dataset, args.sample, args.with_feedback, args.teacher, args.agreeing_only)
+    if (args.agreeing_only or args.phrases) and not args.teacher:
+        parser.error("--agreeing-only and --phrases need --teacher")
+    options = DataOptions(args.dataset, args.sample, args.with_feedback, args.teacher, args.agreeing_only, args.phrases)
     return run(family, config, options, not args.no_bento)
