@@ -144,10 +144,11 @@ def test_retraining_on_feedback_trains_on_it_logs_it_and_still_obeys_the_promoti
 
 def test_distilled_lstm_learns_the_teachers_probabilities_on_the_noisy_source(trained, tmp_path, monkeypatch):
     from train import lstm
+    from tweet_sentiment.core.models import MODEL_CARD
     from tweet_sentiment.training import data
 
     monkeypatch.setenv("TWEETS_CACHE_DIR", str(tmp_path))
-    argv = ["--dataset", "airline+sentiment140", "--sample", "400", "--teacher", "tweet-logreg@champion"]
+    argv = ["--dataset", "airline+sentiment140", "--sample", "400", "--teacher", "tweet-logreg@champion", "--phrases"]
     result = lstm.cli([*argv, "--epochs", "1", "--units", "8", "--no-bento"])
     run = MlflowClient().get_run(result.run_id)
     teacher = trained["logreg"].label()
@@ -155,9 +156,16 @@ def test_distilled_lstm_learns_the_teachers_probabilities_on_the_noisy_source(tr
     parts = data.split(data.load_dataset("airline+sentiment140", 400))
     noisy = parts.train[parts.train["source"] == "sentiment140"]
     assert run.data.params["distilled_rows"] == str(len(noisy)) and len(noisy) > 100
-    [cache] = (tmp_path / "teacher").glob(f"{trained['logreg'].name}-v{trained['logreg'].version}-*.npy")
     teacher_model = mlflow.pyfunc.load_model(f"models:/{trained['logreg'].name}/{trained['logreg'].version}")
-    assert np.load(cache) == pytest.approx(teacher_model.predict(noisy["text"].tolist()), abs=1e-6)
+    noisy_scores = teacher_model.predict(noisy["text"].tolist())
+    caches = (tmp_path / "teacher").glob(f"{trained['logreg'].name}-v{trained['logreg'].version}-*.npy")
+    assert any(np.load(cache) == pytest.approx(noisy_scores, abs=1e-6) for cache in caches)
+    # The phrases are rows of their own: counted apart from the tweets, in the run and on the model card.
+    phrases = int(run.data.params["phrase_rows"])
+    tweets = int(run.data.params["train_rows"]) - phrases
+    assert phrases > 100 and tweets == len(parts.train)
+    card = mlflow.artifacts.load_text(f"runs:/{result.run_id}/{MODEL_CARD}")
+    assert f"- {tweets} training tweets" in card and f"- {phrases} phrases" in card
     for metric in ("test_airline_accuracy", "test_sentiment140_accuracy", "tweeteval_val_accuracy"):
         assert 0 <= run.data.metrics[metric] <= 1
     # The training log's accuracy is against the labels the soft targets round to: Keras' own counted every

@@ -80,6 +80,8 @@ def render(
     dataset = params.get("dataset", "airline")
     teacher = params.get("teacher")
     sources = [part.split(":")[0] for part in dataset.split("+")]
+    phrases = int(params.get("phrase_rows", 0))  # rows the teacher scored, not tweets
+    tweets = int(params["train_rows"]) - phrases if "train_rows" in params else "?"
     lines = [
         f"# Model card: `{name}` version {version}",
         "",
@@ -99,9 +101,10 @@ def render(
         "## Training data",
         "",
         *[f"- `{source}`: {ERAS.get(source, 'a user-supplied CSV')}" for source in sources],
-        f"- {params.get('train_rows', '?')} training tweets after cleaning and deduplication"
+        f"- {tweets} training tweets after cleaning and deduplication"
         + (", feedback rows included" if params.get("with_feedback") == "True" else "")
         + "; validation and test splits held out by label and source (seed 42).",
+        *([f"- {phrases} phrases of 2-4 tokens cut from them, scored by the teacher"] if phrases else []),
         "",
         "## Metrics",
         "",

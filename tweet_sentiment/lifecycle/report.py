@@ -37,6 +37,7 @@ def champion_runs() -> pd.DataFrame:
                 "base": run.data.params.get("base", ""),
                 "dataset": run.data.params.get("dataset", ""),
                 "teacher": "" if run.data.params.get("teacher") in (None, "None") else run.data.params["teacher"],
+                "phrase_rows": int(run.data.params.get("phrase_rows", 0)),
                 "train_rows": int(run.data.params.get("train_rows", 0)),
                 "commit": run.data.tags.get("mlflow.source.git.commit", ""),  # the code it was trained with
                 **run.data.metrics,
@@ -62,7 +63,9 @@ def results_table(runs: pd.DataFrame) -> str:
         threshold = DECISION_CUT if threshold is None or pd.isna(threshold) else threshold
         cells = [
             f"`{run['model']}` v{run['version']}",
-            run["dataset"] + (f" (teacher {run['teacher']})" if run["teacher"] else ""),
+            run["dataset"]
+            + (f" (teacher {run['teacher']})" if run["teacher"] else "")
+            + (f" + {run['phrase_rows']:,} phrases" if run["phrase_rows"] else ""),
             f"{run['train_seconds']:.0f}",
             f"{threshold:.3f}",
             f"{run['ms_per_tweet_single']:.2f} / {run['ms_per_tweet_batched']:.3f}",

@@ -19,7 +19,7 @@ from tweet_sentiment.core.config import settings
 from tweet_sentiment.core.models import ModelNotFound, ModelSpec
 from tweet_sentiment.training import data
 from tweet_sentiment.training.data import Split
-from tweet_sentiment.training.phrases import phrase_sets
+from tweet_sentiment.training.phrases import PHRASE_SOURCE, phrase_sets
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def distil(parts: Split, teacher: str, agreeing_only: bool = False, phrases: boo
     if phrases:
         sets = phrase_sets(train["text"].tolist(), train["label"].tolist())
         probs = np.concatenate([teacher_probabilities(name, version, texts) for texts in sets])
-        rows = pd.DataFrame({"text": [t for texts in sets for t in texts], "target": probs, "source": "phrases"})
+        rows = pd.DataFrame({"text": [t for texts in sets for t in texts], "target": probs, "source": PHRASE_SOURCE})
         rows["label"] = (probs >= DECISION_CUT).astype(int)
         log.info("%d phrases scored by the teacher, %.3f positive", len(rows), rows["label"].mean())
         train = pd.concat([train, rows], ignore_index=True)

@@ -12,6 +12,7 @@ import numpy as np
 
 from tweet_model.text import clean_tweets
 
+PHRASE_SOURCE = "phrases"  # their rows' source in the training split
 NEGATORS = frozenset({"no", "not", "never", "nothing", "zero", "without", "none", "nobody", "nor", "neither"})
 LONGEST = 4  # tokens in a phrase
 LEANING_WORDS = 300  # of each label

@@ -30,6 +30,7 @@ from tweet_sentiment.lifecycle.tracking import setup_mlflow
 from tweet_sentiment.training import data, logreg, lstm, transformer
 from tweet_sentiment.training.distil import distil
 from tweet_sentiment.training.family import ModelFamily, Predictor
+from tweet_sentiment.training.phrases import PHRASE_SOURCE
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,7 @@ def prepare_data(options: DataOptions) -> TrainingData:
         parts, params["teacher"], params["distilled_rows"] = distil(
             parts, options.teacher, options.agreeing_only, options.phrases
         )
+        params["phrase_rows"] = int((parts.train["source"] == PHRASE_SOURCE).sum())
     params["feedback_rows"] = 0 if feedback is None else len(feedback)
     params |= {"train_rows": len(parts.train), "val_rows": len(parts.val), "test_rows": len(parts.test)}
     # A sampled (quick) run evaluates on equally small samples of the external sets.
