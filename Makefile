@@ -7,16 +7,13 @@ MODEL_TAG ?= tweet-lstm@champion
 # from whichever scores better on TweetEval val, never a test set (docs/training.md).
 TEACHER ?= tweet-minilm@champion,tweet-mpnet@champion
 LSTM_ARGS ?= --dataset airline+sentiment140 --teacher $(TEACHER)
-# PHRASES=1 (make train, the published image): the LSTM also learns the teacher's scores of phrases cut from its tweets.
-# Measured with the MPNet teacher (docs/training.md); make serve leaves them out, for its time to a first answer.
-PHRASES ?=
 # MPNet on airline tweets and the Sentiment140 tweets whose label the MiniLM confirms (docs/training.md).
 MPNET_ARGS ?= --base mpnet --dataset airline+sentiment140:4000 --teacher tweet-minilm@champion --agreeing-only \
 	--epochs 1 --batch-size 16
 PORT ?= 3000
 IMAGE ?= tweet-sentiment:dev
 
-.PHONY: install apertium data serve test test-slow minilm train train-lstm train-mpnet results drift image lock lint bench bench-smoke streamlit clean system-deps
+.PHONY: install apertium data serve test test-slow minilm train train-lstm train-lstm-phrases train-mpnet results drift image lock lint bench bench-smoke streamlit clean system-deps
 
 $(VENV)/.installed: requirements.txt requirements-serve.txt requirements-runtimes.txt requirements-batch.txt \
 		requirements-encoders.txt
@@ -65,7 +62,12 @@ minilm: data
 
 ## The LSTM distilled from the better teacher there is (make serve's: the MiniLM, unless MPNet was trained).
 train-lstm: minilm
-	$(PY) -m train lstm $(LSTM_ARGS) $(if $(PHRASES),--phrases)
+	$(PY) -m train lstm $(LSTM_ARGS)
+
+## make train's and the published image's LSTM: it also learns the teacher's scores of phrases cut from its tweets.
+## Measured with the MPNet teacher (docs/training.md); make serve leaves them out, for its time to a first answer.
+train-lstm-phrases: minilm
+	$(PY) -m train lstm $(LSTM_ARGS) --phrases
 
 ## The accurate family: MPNet fine-tuned on airline and Sentiment140 tweets.
 train-mpnet: minilm
@@ -75,7 +77,7 @@ train-mpnet: minilm
 train: data
 	$(PY) -m train transformer
 	$(PY) -m train transformer $(MPNET_ARGS)
-	$(PY) -m train lstm $(LSTM_ARGS) --phrases
+	$(MAKE) --no-print-directory train-lstm-phrases
 	$(PY) -m train logreg
 	$(PY) -m train.report
 

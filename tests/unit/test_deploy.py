@@ -32,18 +32,19 @@ def test_workflow_tests_builds_checks_the_image_and_pushes_only_what_passed():
 
 
 def test_the_published_image_packs_the_makefiles_recipe_from_the_better_teacher_checked_against_the_readme():
-    """One source for the recipe: the image job trains MPNet, then the LSTM as `make serve` does (from the better
-    teacher there is), overriding nothing, and checks the champion against the README's results table before it
-    builds and pushes."""
+    """One source for the recipe: the image job trains MPNet, then the LSTM as `make train` does (from the better
+    teacher there is, with its phrases), overriding nothing, and checks the champion against the README's results
+    table before it builds and pushes."""
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
     runs = [str(step.get("run", "")) for step in workflow["jobs"]["image"]["steps"]]
     trains = [run for run in runs if "train" in run and "report" not in run]
-    assert [run.strip() for run in trains] == ["make train-mpnet train-lstm"], trains  # no `python -m train`, no ARGS
+    assert [run.strip() for run in trains] == ["make train-mpnet train-lstm-phrases"], trains  # no `-m train`, no ARGS
     makefile = (ROOT / "Makefile").read_text()
-    assert re.search(r"^serve: .*\n(.*\n)*?.*\$\(MAKE\) --no-print-directory train-lstm", makefile, re.M)
+    assert re.search(r"^serve: .*\n(.*\n)*?.*\$\(MAKE\) --no-print-directory train-lstm$", makefile, re.M)
+    assert re.search(r"^train: .*\n(.*\n)*?.*\$\(MAKE\) --no-print-directory train-lstm-phrases$", makefile, re.M)
     order = [
         next(i for i, run in enumerate(runs) if command in run)
-        for command in ("make train-mpnet train-lstm", "python -m train.report --check tweet-lstm@champion",
+        for command in ("make train-mpnet train-lstm-phrases", "python -m train.report --check tweet-lstm@champion",
                         "make image", "push")
     ]  # fmt: skip
     assert order == sorted(order)
