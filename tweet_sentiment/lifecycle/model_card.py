@@ -104,7 +104,7 @@ def render(
         f"- {tweets} training tweets after cleaning and deduplication"
         + (", feedback rows included" if params.get("with_feedback") == "True" else "")
         + "; validation and test splits held out by label and source (seed 42).",
-        *([f"- {phrases} phrases of 2-4 tokens cut from them, scored by the teacher"] if phrases else []),
+        *([f"- {phrases} phrases cut from them, scored by the teacher (docs/training.md)"] if phrases else []),
         "",
         "## Metrics",
         "",

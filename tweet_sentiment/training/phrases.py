@@ -1,9 +1,9 @@
 """Phrases cut from the training tweets, for a teacher to score: phrase-level targets.
 
 Socher et al.'s sentiment treebank labels the phrases of each sentence, so a model sees how "no" turns "problems at
-all"; here the teacher labels them. Two sets, each of 2-4 tokens and none equal to a training tweet: the phrases
-that begin with a negation, and phrases around the words that lean most to one label ("problem solved",
-"thanks for nothing"). docs/training.md has the experiments that chose them.
+all"; here the teacher labels them. Two sets, none equal to a training tweet: the phrases that begin with a
+negation and run one to four tokens past it, and phrases of two to four tokens around the words that lean most to one
+label ("problem solved", "thanks for nothing"). docs/training.md has the experiments that chose them.
 """
 
 from collections import Counter
@@ -14,7 +14,7 @@ from tweet_model.text import clean_tweets
 
 PHRASE_SOURCE = "phrases"  # their rows' source in the training split
 NEGATORS = frozenset({"no", "not", "never", "nothing", "zero", "without", "none", "nobody", "nor", "neither"})
-LONGEST = 4  # tokens in a phrase
+LONGEST = 4  # tokens past a negation; tokens in a leaning phrase
 LEANING_WORDS = 300  # of each label
 LEANING_PHRASES = 60_000
 
