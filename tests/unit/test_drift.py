@@ -1,6 +1,7 @@
 """The drift report: found where it was injected, not elsewhere; bad logs are clear; the CLI end to end."""
 
 import json
+import tempfile
 from datetime import datetime, timedelta
 
 import mlflow
@@ -153,3 +154,10 @@ def test_cli_reports_against_the_served_models_training_run_and_logs_to_mlflow(t
     run_id = capsys.readouterr().out.split("logged to MLflow run ")[1].strip()
     run = mlflow.get_run(run_id)
     assert run.data.tags["drift"] == "true" and "psi_unknown_token_share" in run.data.metrics
+
+
+def test_reading_the_reference_leaves_no_download_behind(trained, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where MLflow's downloads go
+    reference = drift.load_reference(trained["lstm"].label("champion"))
+    assert "flight" in reference.vocabulary  # the training vocabulary was read
+    assert list(tmp_path.iterdir()) == []

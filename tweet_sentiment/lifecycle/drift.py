@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import re
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -247,13 +248,18 @@ def load_reference(model: str) -> Reference:
         spec = ModelSpec.parse(model)
         name, version = spec.name, spec.registered_version(client)
         run = client.get_run(client.get_model_version(name, version).run_id)
-        vocabulary_path = mlflow.artifacts.download_artifacts(
-            run_id=run.info.run_id, artifact_path="training_vocabulary.tsv", tracking_uri=settings().tracking_uri
-        )
+        with tempfile.TemporaryDirectory() as folder:  # without a dst_path, MLflow leaves its download behind
+            vocabulary = mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id,
+                artifact_path="training_vocabulary.tsv",
+                dst_path=folder,
+                tracking_uri=settings().tracking_uri,
+            )
+            lines = Path(vocabulary).read_text(encoding="utf-8").split("\n")
     except (MlflowException, ModelNotFound) as error:
         message = getattr(error, "message", error)
         raise DriftError(f"no reference for {model!r} in MLflow ({settings().tracking_uri}): {message}") from None
-    tokens = [line.split("\t")[0] for line in Path(vocabulary_path).read_text(encoding="utf-8").split("\n") if line]
+    tokens = [line.split("\t")[0] for line in lines if line]
     if max_tokens := run.data.params.get("max_tokens"):  # the LSTM keeps its most frequent tokens only
         tokens = tokens[: int(max_tokens) - 2]  # minus the padding and out-of-vocabulary entries
     test = test_predictions(run.info.run_id)
